@@ -1,0 +1,1 @@
+"""Prefect Block types: connection settings and credentials. Blocks import nothing from this project."""

@@ -1,0 +1,33 @@
+"""Connection settings for the Redis that holds run ledgers and subnet reservations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+if TYPE_CHECKING:
+    import redis
+
+
+class RedisConnection(Block):
+    """Where Redis is and how long to wait for it. Every client it makes has bounded socket timeouts."""
+
+    _block_type_name = "Stroppy Redis Connection"
+    _description = "Redis used by stroppy-flows for subnet reservations and run ledgers."
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL, without password.")
+    password: SecretStr | None = Field(default=None, description="Password, if the server requires one.")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="Connect and read timeout of every call.")
+
+    def client(self) -> redis.Redis:
+        """A new client; the caller owns it and closes it."""
+        import redis  # noqa: PLC0415 - the SDK loads only when a client is asked for
+
+        return redis.Redis.from_url(
+            self.url,
+            password=self.password.get_secret_value() if self.password else None,
+            socket_timeout=self.timeout_s,
+            socket_connect_timeout=self.timeout_s,
+        )

@@ -1,0 +1,143 @@
+"""`stroppy-flows`: check a suite and show where every service of each test would run.
+
+Exit codes: 0 success, 2 a bad suite or settings file (every problem printed, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stroppy_domain.errors import InvalidSuiteError, PlanningError
+from stroppy_domain.placement import plan_run
+from stroppy_domain.plan import Machine, RunPlan
+from stroppy_domain.services import generate_password
+from stroppy_domain.settings import PlannerSettings
+from stroppy_domain.subnets import first_free_subnet
+from stroppy_domain.validation import load_suite, parse_document, structural_issues
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+class CliError(Exception):
+    """A problem with the user's input, already worded for the terminal."""
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"{path}: cannot read: {error}") from None
+
+
+def _load_settings(path: str | None) -> PlannerSettings:
+    if path is None:
+        return PlannerSettings()
+    from pydantic import ValidationError  # noqa: PLC0415 - needed only with a settings file
+
+    data = parse_document(_read(path), path) or {}
+    try:
+        return PlannerSettings.model_validate(data)
+    except ValidationError as error:
+        raise InvalidSuiteError(structural_issues(error, PlannerSettings), path) from None
+
+
+def plan_suite(suite_path: str, settings: PlannerSettings) -> tuple[str, list[RunPlan]]:
+    """Plan every test of a suite, each on its own subnet chosen offline, as concurrent runs would get them."""
+    suite = load_suite(_read(suite_path), suite_path, settings)
+    taken: dict[str, list[str]] = {}
+    plans = []
+    for index, test in enumerate(suite.tests):
+        target = suite.target_of(test)
+        space = settings.address_space(target)
+        subnet = first_free_subnet(space.base_cidr, space.prefix, taken.setdefault(space.base_cidr, []))
+        taken[space.base_cidr].append(subnet)
+        try:
+            plans.append(plan_run(test, target, subnet, settings, generate_password, f"tests[{index}]"))
+        except PlanningError as error:
+            raise InvalidSuiteError([error.issue], suite_path) from None
+    return suite.name, plans
+
+
+def _machine_row(machine: Machine) -> tuple[str, ...]:
+    hardware = machine.hardware
+    return (
+        machine.name,
+        str(machine.role),
+        machine.ip,
+        f"{hardware.cores}c/{hardware.memory_gb}G/{hardware.disk_gb}G",
+        ", ".join(str(container.kind) for container in machine.containers),
+    )
+
+
+def render_table(suite_name: str, plans: list[RunPlan]) -> str:
+    lines = [f"suite {suite_name}: {len(plans)} test(s)"]
+    for plan in plans:
+        connection = plan.connection
+        lines += [
+            "",
+            f"test {plan.test_name}  target={plan.target}  subnet={plan.subnet}  "
+            f"connect={connection.host}:{connection.port}/{connection.dbname} as {connection.user}",
+        ]
+        rows = [("MACHINE", "ROLE", "IP", "HARDWARE", "CONTAINERS"), *map(_machine_row, plan.machines)]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        lines += [
+            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+    return "\n".join(lines)
+
+
+def render_json(suite_name: str, plans: list[RunPlan]) -> str:
+    document = {"suite": suite_name, "tests": [plan.model_dump(mode="json") for plan in plans]}
+    return json.dumps(document, indent=2)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    settings = _load_settings(args.settings)
+    suite = load_suite(_read(args.file), args.file, settings)
+    print(f"{args.file}: suite {suite.name} is valid ({len(suite.tests)} test(s))")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    name, plans = plan_suite(args.file, _load_settings(args.settings))
+    print(render_json(name, plans) if args.format == "json" else render_table(name, plans))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    settings_help = "YAML file with planner settings (images, address_spaces); defaults are built in"
+
+    validate = commands.add_parser("validate", help="check a suite file and print every problem in it")
+    validate.add_argument("file", help="suite file, YAML or JSON")
+    validate.add_argument("--settings", help=settings_help)
+    validate.set_defaults(handler=_validate)
+
+    plan = commands.add_parser("plan", help="show the machines, IPs and containers of every test of a suite")
+    plan.add_argument("file", help="suite file, YAML or JSON")
+    plan.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    plan.add_argument("--settings", help=settings_help)
+    plan.set_defaults(handler=_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except InvalidSuiteError as error:
+        print(error, file=sys.stderr)
+    except CliError as error:
+        print(error, file=sys.stderr)
+    return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

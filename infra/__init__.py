@@ -1,0 +1,1 @@
+"""Adapters to outside systems, one module each, every SDK loaded lazily."""

@@ -1,0 +1,44 @@
+"""Durations as k6 and stroppy users write them: `90s`, `5m`, `1h30m`, or a number of seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `text`; raises ValueError with the accepted forms when it is not a duration."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError("expected a duration such as '90s', '5m' or '1h30m'")
+    hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest k6-style text for `seconds` (`5400` -> `1h30m`)."""
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNIT_SECONDS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _to_seconds(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, not a boolean")
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+Seconds = Annotated[int, BeforeValidator(_to_seconds), PlainSerializer(format_duration, return_type=str)]
+"""A duration field: accepts `5m` or `300`, stores seconds, writes back `5m`."""

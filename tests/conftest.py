@@ -1,0 +1,58 @@
+"""Shared test data: a minimal valid suite to mutate, and the examples directory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+HARDWARE = {"cores": 2, "memory_gb": 4, "disk_gb": 20}
+
+BASE_SUITE: dict[str, Any] = {
+    "name": "base",
+    "tests": [
+        {
+            "name": "instance",
+            "stroppy": {"version": "v5.0.0", "workload": "tpcc", "duration": "1m"},
+            "database": {"instance": {"hardware": HARDWARE}},
+        },
+        {
+            "name": "cluster",
+            "stroppy": {"version": "v5.0.0", "workload": "tpcb"},
+            "database": {
+                "cluster": {
+                    "topology": {
+                        "settings": {"patroni": {"enabled": True}},
+                        "master_hardware": HARDWARE,
+                        "replica_hardware": HARDWARE,
+                        "replicas": 2,
+                    },
+                    "addons": {
+                        "etcd": {"size": 3, "placement": {"colocate": {"scope": "all_nodes"}}},
+                        "pgbouncer": {"placement": {"colocate": {"scope": "master"}}},
+                    },
+                }
+            },
+        },
+    ],
+}
+
+
+def fresh_suite() -> dict[str, Any]:
+    """A deep copy of a valid suite with an instance test and a Patroni cluster test."""
+    return copy.deepcopy(BASE_SUITE)
+
+
+def fixed_passwords(purpose: str) -> str:
+    """Deterministic passwords, so plans can be compared byte for byte."""
+    return f"secret{purpose.capitalize()}0123456789"
+
+
+@pytest.fixture
+def suite_data() -> dict[str, Any]:
+    return fresh_suite()

@@ -1,0 +1,157 @@
+"""The command line as users meet it: the installed `stroppy-flows` script, run in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLES, fresh_suite
+
+EXECUTABLE = shutil.which("stroppy-flows")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    assert EXECUTABLE, "the console script is installed with the project"
+    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def with_test(**changes: object) -> str:
+    data = fresh_suite()
+    data["tests"][0].update(changes)
+    return yaml.safe_dump(data)
+
+
+def with_cluster(path: list[str], value: object) -> str:
+    data = fresh_suite()
+    node = data["tests"][1]["database"]["cluster"]
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return yaml.safe_dump(data)
+
+
+MALFORMED: list[tuple[str, str, str]] = [
+    # (kind, suite text, text the error must contain: the path and, where there is one, the value)
+    ("empty file", "", "a suite must be a mapping"),
+    ("a list, not a mapping", "- 1\n- 2\n", "a suite must be a mapping"),
+    ("yaml syntax", "name: x\ntests: [\n", "not valid YAML or JSON: line 3"),
+    ("json syntax", '{"name": "x", "tests": [}', "not valid YAML or JSON"),
+    ("missing tests", "name: x\n", "tests: required field is missing"),
+    ("unknown top-level key", yaml.safe_dump({**fresh_suite(), "tset": []}), "tset: unknown field"),
+    (
+        "typo in a nested key",
+        with_test(stroppy={"version": "v5.0.0", "wrokload": "tpcc"}),
+        "tests[0].stroppy.wrokload: unknown field; did you mean 'workload'?",
+    ),
+    ("bad test name", with_test(name="My Test"), "tests[0].name: must be 1-40 lowercase letters"),
+    ("wrong type", with_test(stroppy={"version": "v5.0.0", "scale": "big"}), "tests[0].stroppy.scale"),
+    ("bad enum", with_test(stroppy={"version": "v5.0.0", "workload": "ycsb"}), "(got 'ycsb')"),
+    ("bad duration", with_test(stroppy={"version": "v5.0.0", "duration": "forever"}), "(got 'forever')"),
+    ("bad threshold", with_test(thresholds={"checks": ["rate=>0.9"]}), "tests[0].thresholds.checks[0].threshold"),
+    (
+        "password in connection string",
+        with_test(database={"existing": {"connection_string": "postgres://u:hunter2@h/db"}}),
+        "tests[0].database.existing.connection_string: a connection string must not carry a password",
+    ),
+    ("no database", with_test(database={}), "tests[0].database: needs exactly one of instance, cluster, existing"),
+    ("etcd size", with_cluster(["addons", "etcd", "size"], 4), "tests[1].database.cluster.addons.etcd.size"),
+    (
+        "etcd coverage",
+        with_cluster(["addons", "etcd", "size"], 1),
+        "puts etcd on 3 machine(s); size must match (got 1)",
+    ),
+    ("patroni without etcd", with_cluster(["addons", "etcd"], None), "tests[1].database.cluster.addons.etcd"),
+    (
+        "replica index",
+        with_cluster(["addons", "pgbouncer", "placement"], {"colocate": {"scope": "replica", "replica_index": 9}}),
+        "replica_index: out of range: the cluster has replicas 0..1 (got 9)",
+    ),
+    (
+        "port clash",
+        with_cluster(["addons", "pgbouncer", "port"], 8008),
+        "tests[1].database.cluster.addons.pgbouncer.port: port 8008 of pgbouncer.pgbouncer clashes with "
+        "postgres.patroni",
+    ),
+    (
+        "orioledb on 18",
+        with_cluster(["topology", "settings"], {"version": 18, "storage_engine": "orioledb"}),
+        "OrioleDB runs only on PostgreSQL 16 and 17 (got 18)",
+    ),
+    ("duplicate names", yaml.safe_dump({**fresh_suite(), "tests": fresh_suite()["tests"] * 2}), "must be unique"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_validate_reports_malformed_suites_without_traceback(tmp_path: Path, text: str, expected: str) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(text)
+    result = run_cli("validate", str(suite))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert str(suite) in result.stderr
+
+
+def test_there_are_twenty_kinds_of_malformed_suites() -> None:
+    assert len({kind for kind, _, _ in MALFORMED}) >= 20
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_accepts_every_example() -> None:
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        result = run_cli("validate", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "is valid" in result.stdout
+
+
+def test_plan_json_lists_machines_containers_and_connection() -> None:
+    result = run_cli("plan", str(EXAMPLES / "topologies" / "combined.yaml"), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    first, second = document["tests"]
+    assert [m["name"] for m in first["machines"]][:3] == ["postgres-master", "postgres-replica-0", "postgres-replica-1"]
+    assert {c["kind"] for c in first["machines"][0]["containers"]} == {"postgres", "backup"}
+    assert first["connection"]["host"] == "172.28.0.10"
+    assert first["connection"]["port"] == 6432
+    assert second["subnet"] == "172.28.1.0/24", "each test gets its own subnet, as concurrent runs would"
+    assert {m["role"] for m in second["machines"]} == {"master", "replica", "runner"}
+    assert all(m["ip"].startswith("172.28.1.") for m in second["machines"])
+    assert "**********" in result.stdout
+
+
+def test_plan_table_shows_each_machine() -> None:
+    result = run_cli("plan", str(EXAMPLES / "topologies" / "instances.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "test instance-basic" in result.stdout
+    assert "connect=172.28.0.4:5432/stroppy as stroppy" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("postgres-master")]
+    assert rows[0][:4] == ["postgres-master", "master", "172.28.0.4", "4c/8G/100G"]
+
+
+def test_settings_file_changes_the_address_space(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("address_spaces:\n  docker: {base_cidr: 10.123.0.0/16, prefix: 26}\n")
+    result = run_cli("plan", str(EXAMPLES / "topologies" / "instances.yaml"), "--settings", str(settings))
+    assert result.returncode == 0, result.stderr
+    assert "subnet=10.123.0.0/26" in result.stdout
+    assert "subnet=10.123.0.64/26" in result.stdout
+
+
+def test_bad_settings_file_names_the_field(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("images:\n  etcd: quay.io/coreos/etcd:latest\n")
+    result = run_cli("validate", str(EXAMPLES / "topologies" / "instances.yaml"), "--settings", str(settings))
+    assert result.returncode == 2
+    assert "images.etcd: images must be pinned" in result.stderr
+    assert "Traceback" not in result.stderr

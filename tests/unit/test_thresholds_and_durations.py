@@ -1,0 +1,64 @@
+"""The k6 threshold grammar and k6-style durations."""
+
+from __future__ import annotations
+
+import pytest
+
+from stroppy_domain.durations import format_duration, parse_duration
+from stroppy_domain.thresholds import Operator, check_metric_name, parse_assertion
+
+ASSERTIONS = [
+    ("p(95)<200", "p", Operator.LT, 200.0, 95.0),
+    ("p(99.9) <= 1500.5", "p", Operator.LE, 1500.5, 99.9),
+    ("rate>0.99", "rate", Operator.GT, 0.99, None),
+    ("count>=1000", "count", Operator.GE, 1000.0, None),
+    ("avg<100", "avg", Operator.LT, 100.0, None),
+    ("med!=3", "med", Operator.NE, 3.0, None),
+    ("value===1", "value", Operator.EQ, 1.0, None),
+    ("max==2", "max", Operator.EQ, 2.0, None),
+    ("min > -1", "min", Operator.GT, -1.0, None),
+]
+
+
+@pytest.mark.parametrize(("text", "aggregation", "operator", "number", "percentile"), ASSERTIONS)
+def test_parse_assertion(text: str, aggregation: str, operator: Operator, number: float, percentile: float) -> None:
+    parsed = parse_assertion(text)
+    assert (parsed.aggregation, parsed.operator, parsed.number, parsed.percentile) == (
+        aggregation,
+        operator,
+        number,
+        percentile,
+    )
+
+
+@pytest.mark.parametrize("text", ["p95<200", "rate>>1", "avg", "<3", "sum<3", "p(101)<3", "rate>abc", ""])
+def test_bad_assertions(text: str) -> None:
+    with pytest.raises(ValueError, match=r"k6 threshold|percentile"):
+        parse_assertion(text)
+
+
+@pytest.mark.parametrize("name", ["http_req_duration", "tpcc_new_order{type:new_order}", "checks", "a.b"])
+def test_metric_names(name: str) -> None:
+    assert check_metric_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["bad name", "1abc", "m{tag}", "m{a:b}{c:d}"])
+def test_bad_metric_names(name: str) -> None:
+    with pytest.raises(ValueError, match="metric name"):
+        check_metric_name(name)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("1h0m5s", 3605)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "m5", "1m1h", " "])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (90, "1m30s"), (5400, "1h30m"), (86400, "24h")])
+def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(seconds) == text
