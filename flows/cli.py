@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.images import default_planner_settings
 from stroppy_domain.errors import InvalidSuiteError, PlanningError
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import Machine, RunPlan
@@ -35,13 +36,17 @@ def _read(path: str) -> str:
 
 
 def _load_settings(path: str | None) -> PlannerSettings:
+    """The defaults, with the top-level sections of the settings file (if any) in their place."""
+    defaults = default_planner_settings()
     if path is None:
-        return PlannerSettings()
+        return defaults
     from pydantic import ValidationError  # noqa: PLC0415 - needed only with a settings file
 
-    data = parse_document(_read(path), path) or {}
+    data = parse_document(_read(path), path)
+    if data is not None and not isinstance(data, dict):
+        raise CliError(f"{path}: planner settings must be a mapping with 'images' and/or 'address_spaces'")
     try:
-        return PlannerSettings.model_validate(data)
+        return PlannerSettings.model_validate({**defaults.model_dump(), **(data or {})})
     except ValidationError as error:
         raise InvalidSuiteError(structural_issues(error, PlannerSettings), path) from None
 

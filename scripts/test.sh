@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs everything (uv, the locked Python dependencies, Debian packages), starts the
-# services the tests need, runs lint and the whole test suite, and stops the services again.
+# services the tests need (Redis, a Docker engine), builds the images that are not up to date, runs lint and the
+# whole test suite, and stops the services it started.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k reservations`.
 set -euo pipefail
 
@@ -9,8 +10,14 @@ cd "$root"
 
 bash scripts/setup.sh
 
+stop_services() {
+  bash scripts/engine.sh stop
+  bash scripts/services.sh stop
+}
+trap stop_services EXIT
 bash scripts/services.sh start
-trap 'bash scripts/services.sh stop' EXIT
+bash scripts/engine.sh start
+uv run --frozen python -m infra.images build
 
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .

@@ -354,6 +354,8 @@ def _patroni_postgres(machine: MachineLayout, slot: ServiceSlot, context: Servic
             "data_dir": PGDATA,
             "bin_dir": bin_dir,
             "pgpass": "/tmp/patroni.pgpass",
+            # A fast checkpoint lets a new replica clone at once instead of waiting for a spread checkpoint.
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": credentials.superuser.get_secret_value()},
                 "replication": {"username": REPLICATION_USER, "password": credentials.replication.get_secret_value()},
@@ -452,20 +454,30 @@ ignore_startup_parameters = extra_float_digits
         for user, password in ((APP_USER, credentials.app), (MONITOR_USER, credentials.monitor))
     )
     bin_dir = _bin_dir(cluster.topology.settings.version)
+    pgpass = _pgpass_line("127.0.0.1", pgbouncer.port, APP_DATABASE, MONITOR_USER, credentials.monitor)
     return Container(
         kind=ServiceKind.PGBOUNCER,
         image=context.images.pgbouncer,
         command=["pgbouncer", f"{conf_dir}/pgbouncer.ini"],
         user=POSTGRES_USER_ACCOUNT,
+        env={"PGPASSFILE": f"{conf_dir}/pgpass"},
         files=[ConfigFile(path=f"{conf_dir}/pgbouncer.ini", content=ini)],
-        secret_files=[SecretFile(path=f"{conf_dir}/userlist.txt", content=SecretStr(userlist))],
+        secret_files=[
+            SecretFile(path=f"{conf_dir}/userlist.txt", content=SecretStr(userlist)),
+            SecretFile(path=f"{conf_dir}/pgpass", content=SecretStr(pgpass)),
+        ],
         ports=[ServicePort(name="pgbouncer", number=pgbouncer.port)],
+        # A query through PgBouncer proves it accepts clients and routes them to the primary.
         health_check=HealthCheck(
             command=[
-                f"{bin_dir}/pg_isready",
+                f"{bin_dir}/psql",
+                "--no-psqlrc",
+                "--no-password",
                 "--host=127.0.0.1",
                 f"--port={pgbouncer.port}",
+                f"--username={MONITOR_USER}",
                 f"--dbname={APP_DATABASE}",
+                "--command=SELECT 1",
             ]
         ),
         start_stage=StartStage.FRONTENDS,
@@ -518,11 +530,8 @@ def _pgbouncer_exporter(machine: MachineLayout, slot: ServiceSlot, context: Serv
         image=context.images.pgbouncer_exporter,
         command=[
             "prometheus-pgbouncer-exporter",
-            "--host=0.0.0.0",
-            f"--port={port}",
-            "--pgbouncer-host=127.0.0.1",
-            f"--pgbouncer-port={pgbouncer_port}",
-            f"--pgbouncer-user={MONITOR_USER}",
+            f"--web.listen-address=:{port}",
+            f"--pgBouncer.connectionString=postgres://{MONITOR_USER}@127.0.0.1:{pgbouncer_port}/pgbouncer?sslmode=disable",
         ],
         user=POSTGRES_USER_ACCOUNT,
         env={"PGPASSFILE": pgpass},

@@ -138,7 +138,10 @@ def test_pgbouncer_points_at_the_primary_with_the_run_credentials() -> None:
         '"stroppy" "secretApp0123456789"\n"stroppy_monitor" "secretMonitor0123456789"\n'
     )
     exporter = plan.machine("postgres-master").container(ServiceKind.PGBOUNCER_EXPORTER)
-    assert "--pgbouncer-port=6543" in exporter.command
+    assert "--pgBouncer.connectionString=postgres://stroppy_monitor@127.0.0.1:6543/pgbouncer?sslmode=disable" in (
+        exporter.command
+    )
+    assert exporter.env == {"PGPASSFILE": "/etc/stroppy/pgbouncer-exporter/pgpass"}
     assert plan.connection.port == 6543
     assert plan.connection.dsn(reveal_password=True) == (
         f"postgres://stroppy:secretApp0123456789@{MASTER_IP}:6543/stroppy?sslmode=disable"

@@ -1,0 +1,244 @@
+"""The project's images: names, content-hashed tags, and a builder that skips what is already up to date.
+
+Tags are `<project version>-<hash of the build inputs>`, computed from the repository alone, so the image catalogue
+is known without asking an engine. Three images:
+
+- the base: Debian trixie, a pinned registry image where one is reachable, else built here with mmdebstrap
+  from the Debian mirror and `docker import`ed;
+- the database node (`db-node/Dockerfile`): every service of a topology;
+- the edge (`edge/Dockerfile`): a run's machine, with this project installed from a wheelhouse built outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stroppy_domain.settings import ImageCatalogue, PlannerSettings
+
+if TYPE_CHECKING:
+    import docker
+
+HERE = Path(__file__).resolve().parent
+REPOSITORY = HERE.parent.parent
+PROJECT_VERSION = version("stroppy-flows")
+DEBIAN_SUITE = "trixie"
+REGISTRY_BASE = "debian:trixie-20251117-slim"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+BUILD_TIMEOUT_S = 1800
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
+EDGE_PYTHON = "3.13"
+
+Progress = Callable[[str], None]
+
+
+class ImageBuildError(RuntimeError):
+    """An image could not be built; the message names the image and the step."""
+
+
+def _digest(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:12]
+
+
+def _mirrors() -> tuple[str, str]:
+    return (
+        os.environ.get("STROPPY_DEBIAN_MIRROR", DEFAULT_MIRROR),
+        os.environ.get("STROPPY_DEBIAN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR),
+    )
+
+
+def _mmdebstrap_command(output: Path) -> list[str]:
+    mirror, security = _mirrors()
+    hook = (
+        'printf "#!/bin/sh\\nexit 101\\n" > "$1/usr/sbin/policy-rc.d"; chmod +x "$1/usr/sbin/policy-rc.d"; '
+        'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/archives/*.deb'
+    )
+    return [
+        "mmdebstrap", "--variant=minbase", "--include=ca-certificates", f"--customize-hook={hook}", DEBIAN_SUITE,
+        str(output), f"deb {mirror} {DEBIAN_SUITE} main", f"deb {mirror} {DEBIAN_SUITE}-updates main",
+        f"deb {security} {DEBIAN_SUITE}-security main",
+    ]  # fmt: skip
+
+
+def _project_sources() -> list[Path]:
+    packages = ("stroppy_domain", "infra", "blocks", "flows")
+    files = [REPOSITORY / "pyproject.toml", REPOSITORY / "uv.lock"]
+    for package in packages:
+        files += sorted(
+            path for path in (REPOSITORY / package).rglob("*") if path.is_file() and "__pycache__" not in path.parts
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The tags of the three images for the current checkout."""
+
+    base: str
+    db_node: str
+    edge: str
+
+    @classmethod
+    def for_checkout(cls) -> ImageSet:
+        base_hash = _digest(" ".join(_mmdebstrap_command(Path("rootfs.tar"))).encode())
+        db_node_hash = _digest(base_hash.encode(), (HERE / "db-node" / "Dockerfile").read_bytes())
+        edge_hash = _digest(base_hash.encode(), *(path.read_bytes() for path in [HERE / "edge" / "Dockerfile"]),
+                            *(path.read_bytes() for path in _project_sources()))  # fmt: skip
+        return cls(
+            base=f"stroppy-flows/debian:{DEBIAN_SUITE}-{base_hash}",
+            db_node=f"stroppy-flows/db-node:{PROJECT_VERSION}-{db_node_hash}",
+            edge=f"stroppy-flows/edge:{PROJECT_VERSION}-{edge_hash}",
+        )
+
+    def catalogue(self) -> ImageCatalogue:
+        """Every service kind runs from the database-node image, which carries PostgreSQL 17."""
+        image = self.db_node
+        return ImageCatalogue(
+            postgres={"17": image}, etcd=image, pgbouncer=image, node_exporter=image, postgres_exporter=image,
+            pgbouncer_exporter=image, backup=image,
+        )  # fmt: skip
+
+
+def default_planner_settings() -> PlannerSettings:
+    """Planner settings whose catalogue names this checkout's images; outside a checkout, the built-in defaults."""
+    if not (REPOSITORY / "uv.lock").is_file():
+        return PlannerSettings()
+    return PlannerSettings(images=ImageSet.for_checkout().catalogue())
+
+
+def _exists(client: docker.DockerClient, reference: str) -> bool:
+    import docker  # noqa: PLC0415 - the SDK loads only when images are built
+
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _run(command: list[str], what: str, progress: Progress) -> None:
+    progress(f"{what}: {' '.join(command[:3])} ...")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ImageBuildError(f"{what}: {error}") from error
+    if result.returncode != 0:
+        raise ImageBuildError(f"{what} failed ({result.returncode}): {(result.stderr or result.stdout)[-2000:]}")
+
+
+def _base_from_registry(client: docker.DockerClient, tag: str, progress: Progress) -> bool:
+    import docker  # noqa: PLC0415
+
+    try:
+        client.images.pull(REGISTRY_BASE)
+    except docker.errors.APIError as error:
+        progress(f"base: registry unreachable ({str(error)[:120]}); building it from the Debian mirror")
+        return False
+    client.images.get(REGISTRY_BASE).tag(tag)
+    progress(f"base: tagged {REGISTRY_BASE} as {tag}")
+    return True
+
+
+def _build_base(client: docker.DockerClient, tag: str, progress: Progress) -> None:
+    if _base_from_registry(client, tag, progress):
+        return
+    if shutil.which("mmdebstrap") is None:
+        raise ImageBuildError("base: mmdebstrap is not installed (apt-get install mmdebstrap)")
+    with tempfile.TemporaryDirectory(prefix="stroppy-base-") as scratch:
+        rootfs = Path(scratch) / "rootfs.tar"
+        _run(_mmdebstrap_command(rootfs), "base: mmdebstrap", progress)
+        repository, _, version_tag = tag.rpartition(":")
+        progress(f"base: importing {rootfs.stat().st_size / 1e6:.0f} MB as {tag}")
+        client.api.import_image(
+            src=str(rootfs), repository=repository, tag=version_tag, changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"]
+        )
+    if not _exists(client, tag):
+        raise ImageBuildError(f"base: docker import did not produce {tag}")
+
+
+def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: str, progress: Progress) -> None:
+    progress(f"{tag}: building")
+    log: list[str] = []
+    for chunk in client.api.build(
+        path=str(context), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True, decode=True,
+        timeout=BUILD_TIMEOUT_S, labels={"stroppy.image": "true"},
+    ):  # fmt: skip
+        if "error" in chunk:
+            raise ImageBuildError(f"{tag}: {chunk['error'].strip()}\n" + "".join(log[-30:]))
+        line = chunk.get("stream", "")
+        log.append(line)
+        if line.startswith("Step "):
+            progress(f"{tag}: {line.strip()}")
+    if not _exists(client, tag):
+        raise ImageBuildError(f"{tag}: the build finished without producing the image\n" + "".join(log[-30:]))
+
+
+def _wheelhouse(target: Path, progress: Progress) -> None:
+    """The project's wheel and every locked dependency as wheels for the edge image's Python."""
+    target.mkdir()
+    requirements = target.parent / "requirements.txt"
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-o", str(requirements)]
+    _run(export, "edge: export the locked requirements", progress)
+    _run(
+        ["uv", "build", "--wheel", "--out-dir", str(target), str(REPOSITORY)], "edge: build the project wheel", progress
+    )
+    platforms = [argument for platform in WHEEL_PLATFORMS for argument in ("--platform", platform)]
+    download = [
+        "uv", "run", "--no-project", "--with", "pip", "python", "-m", "pip", "download", "--quiet",
+        "--requirement", str(requirements), "--dest", str(target), "--only-binary=:all:",
+        "--python-version", EDGE_PYTHON, "--implementation", "cp", *platforms,
+    ]  # fmt: skip
+    _run(download, "edge: download dependency wheels", progress)
+
+
+def build_images(client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None) -> ImageSet:
+    """Build whatever of the three images is missing; returns their tags."""
+    images = images or ImageSet.for_checkout()
+    if _exists(client, images.base):
+        progress(f"{images.base}: up to date")
+    else:
+        _build_base(client, images.base, progress)
+    if _exists(client, images.db_node):
+        progress(f"{images.db_node}: up to date")
+    else:
+        _docker_build(client, HERE / "db-node", images.db_node, images.base, progress)
+    if _exists(client, images.edge):
+        progress(f"{images.edge}: up to date")
+    else:
+        with tempfile.TemporaryDirectory(prefix="stroppy-edge-") as scratch:
+            context = Path(scratch) / "context"
+            context.mkdir()
+            shutil.copy(HERE / "edge" / "Dockerfile", context / "Dockerfile")
+            _wheelhouse(context / "wheelhouse", progress)
+            _docker_build(client, context, images.edge, images.base, progress)
+    _remove_stale(client, images, progress)
+    return images
+
+
+def _remove_stale(client: docker.DockerClient, images: ImageSet, progress: Progress) -> None:
+    """Drop earlier builds of the project's images, so a machine keeps one set; images still in use stay."""
+    import docker  # noqa: PLC0415
+
+    current = {images.base, images.db_node, images.edge}
+    for image in client.images.list(filters={"reference": "stroppy-flows/*"}):
+        for tag in image.tags:
+            if tag in current:
+                continue
+            try:
+                client.images.remove(tag, noprune=False)
+                progress(f"removed stale image {tag}")
+            except docker.errors.APIError as error:
+                progress(f"kept stale image {tag}: {error.explanation}")

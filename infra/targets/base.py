@@ -1,0 +1,90 @@
+"""The target interface: where a run's machines and services live. One module per backend, routed by name."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stroppy_domain.plan import RunPlan
+
+RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,39}$"
+"""Run ids become parts of resource names on every backend, so they are short, lowercase and dash-separated."""
+
+LABEL_MANAGED_BY = "stroppy.managed_by"
+LABEL_RUN_ID = "stroppy.run_id"
+LABEL_MACHINE = "stroppy.machine"
+LABEL_SERVICE = "stroppy.service"
+LABEL_EXPIRES_AT = "stroppy.expires_at"
+MANAGER = "stroppy-flows"
+
+
+class TargetError(RuntimeError):
+    """A backend operation failed; the message names the run, the resource and the reason."""
+
+
+class RunSpec(BaseModel):
+    """What a target needs to create a run: its id, its plan, and when whatever it leaves may be reaped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    plan: RunPlan
+    expires_at: datetime
+
+    def labels(self, machine: str | None = None, service: str | None = None) -> dict[str, str]:
+        labels = {
+            LABEL_MANAGED_BY: MANAGER,
+            LABEL_RUN_ID: self.run_id,
+            LABEL_EXPIRES_AT: self.expires_at.isoformat(),
+        }
+        if machine is not None:
+            labels[LABEL_MACHINE] = machine
+        if service is not None:
+            labels[LABEL_SERVICE] = service
+        return labels
+
+
+class RunInventory(BaseModel):
+    """What a backend holds for one run, found by labels: what a reaper needs to judge and destroy it."""
+
+    run_id: str
+    expires_at: datetime | None
+    machines: list[str] = Field(default_factory=list)
+    resources: int = 0
+
+
+class DestroyReport(BaseModel):
+    run_id: str
+    removed: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def nothing_left_to_do(self) -> bool:
+        return not any(self.removed.values())
+
+
+class Target(Protocol):
+    """A backend that runs machines. Every method is idempotent: a retry adopts or skips what exists."""
+
+    def create_machines(self, run: RunSpec) -> None:
+        """Create the run's network and one machine per planned machine, each holding its planned IP."""
+
+    def start_services(self, run: RunSpec) -> None:
+        """Start the planned containers stage by stage; return once every health check has passed."""
+
+    def destroy(self, run_id: str) -> DestroyReport:
+        """Remove everything labelled with the run id; a second call removes nothing and succeeds."""
+
+    def list_runs(self) -> list[RunInventory]:
+        """Every run that still has resources here, for a reaper."""
+
+    def close(self) -> None:
+        """Release the backend's client."""
+
+
+def check_run_id(run_id: str) -> str:
+    if not re.fullmatch(RUN_ID_PATTERN, run_id):
+        raise TargetError(f"run id {run_id!r} must be 3-40 lowercase letters, digits or '-'")
+    return run_id

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Start or stop a Docker engine for the tests and for local runs of the Docker target.
+#   scripts/engine.sh start   installs docker.io (and mmdebstrap, which builds the base image) if missing, starts
+#                             dockerd (overlay2) unless one answers already, and waits until it answers (at most 60 s)
+#   scripts/engine.sh stop    stops the dockerd that `start` started (never one it found running)
+# Safe to run twice. State lives in $STROPPY_STATE_DIR (default: .state/ in the checkout).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${STROPPY_STATE_DIR:-$root/.state}
+pidfile=$state/dockerd.pid
+docker_cli=/usr/bin/docker
+
+log() { printf '[engine] %s\n' "$*" >&2; }
+
+engine_answers() { timeout 5 "$docker_cli" info >/dev/null 2>&1; }
+
+install_engine() {
+  local missing=()
+  { command -v dockerd >/dev/null && [ -x "$docker_cli" ]; } || missing+=(docker.io)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  timeout 600 apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start() {
+  install_engine
+  if engine_answers; then
+    log "a Docker engine already answers; using it"
+    return 0
+  fi
+  mkdir -p "$state"
+  # dockerd detaches from this shell so it outlives the script; it is stopped by `stop` through its pidfile.
+  setsid dockerd --storage-driver=overlay2 --pidfile "$pidfile" >"$state/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 120); do
+    if engine_answers; then
+      log "engine ready: $("$docker_cli" info --format '{{.ServerVersion}} {{.Driver}}')"
+      return 0
+    fi
+    sleep 0.5
+  done
+  log "the engine did not answer within 60 s; see $state/dockerd.log"
+  exit 1
+}
+
+stop() {
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "dockerd $pid did not stop within 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "engine stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
