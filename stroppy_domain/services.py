@@ -133,6 +133,11 @@ def _http_check(port: int, path: str = "/metrics") -> HealthCheck:
     return HealthCheck(command=["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"])
 
 
+def _replica_streaming_check() -> HealthCheck:
+    status = f"curl -fsS http://127.0.0.1:{PATRONI_PORT}/patroni"
+    return HealthCheck(command=["sh", "-c", f'{status} | grep -q \'"replication_state": "streaming"\''])
+
+
 def _settings_for(machine: MachineLayout, context: ServiceContext) -> tuple[PostgresSettings, dict[str, str]]:
     """The PostgreSQL settings of a machine and its postgresql.conf with any replica override merged in."""
     database = context.test.database
@@ -386,8 +391,9 @@ exec "{bin_dir}/psql" --no-psqlrc --set=ON_ERROR_STOP=1 "$1" --file="{conf_dir}/
         ],
         ports=[ServicePort(name="postgres", number=POSTGRES_PORT), ServicePort(name="patroni", number=PATRONI_PORT)],
         volumes=[POSTGRES_VOLUME],
-        # The master must lead before the replicas start, so that it is the bootstrapping node.
-        health_check=_http_check(PATRONI_PORT, "/replica" if is_replica else "/primary"),
+        # The master must lead before the replicas start, so that it is the bootstrapping node; a replica is ready
+        # once it streams from the leader.
+        health_check=_replica_streaming_check() if is_replica else _http_check(PATRONI_PORT, "/primary"),
         start_stage=StartStage.REPLICAS if is_replica else StartStage.PRIMARY,
     )
 

@@ -103,6 +103,10 @@ def test_patroni_nodes_share_etcd_and_advertise_their_own_address() -> None:
         }
     master_check = plan.machine("postgres-master").container(ServiceKind.POSTGRES).health_check.command
     assert master_check[-1] == "http://127.0.0.1:8008/primary"
+    replica_check = plan.machine("postgres-replica-0").container(ServiceKind.POSTGRES).health_check.command
+    assert replica_check[-1] == (
+        'curl -fsS http://127.0.0.1:8008/patroni | grep -q \'"replication_state": "streaming"\''
+    )
 
 
 def test_etcd_members_know_each_other() -> None:
