@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from infra.images import ImageSet
-from infra.targets.base import RunSpec
+from infra.targets.base import RunSpec, TargetError
 from infra.targets.docker import DockerTarget, DockerTargetSettings
 from stroppy_domain.model import Target
 from stroppy_domain.placement import plan_run
@@ -73,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TargetError as error:
+        raise SystemExit(f"benchmark failed: {error}") from None
