@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,6 +116,23 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _edge_agent(args: argparse.Namespace) -> int:
+    """Replace this process with a Prefect worker polling the machine's own queue, with a health endpoint."""
+    env = os.environ | {
+        "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
+        # Orchestrators probe the agent's health from outside its machine.
+        "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
+        "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),
+    }
+    command = [
+        "prefect", "worker", "start", "--pool", args.pool, "--work-queue", args.queue,
+        "--name", args.name or args.queue, "--type", "process", "--with-healthcheck",
+    ]  # fmt: skip
+    # exec, so the worker is the container's process and receives its signals directly.
+    os.execvpe(command[0], command, env)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     plan.add_argument("--settings", help=settings_help)
     plan.set_defaults(handler=_plan)
+
+    agent = commands.add_parser("edge-agent", help="run a machine's edge agent: a Prefect worker for its own queue")
+    agent.add_argument("--queue", required=True, help="the machine's work queue")
+    agent.add_argument("--name", help="worker name (default: the queue)")
+    agent.add_argument("--pool", default="stroppy-edge", help="work pool (default: stroppy-edge)")
+    agent.add_argument("--health-port", type=int, default=8080, help="port of the /health endpoint (default: 8080)")
+    agent.set_defaults(handler=_edge_agent)
     return parser
 
 

@@ -62,6 +62,11 @@ class PoolMode(StrEnum):
     STATEMENT = "statement"
 
 
+class Driver(StrEnum):
+    STROPPY = "stroppy"
+    PGBENCH = "pgbench"
+
+
 class BackupTool(StrEnum):
     WAL_G = "wal_g"
     PG_DUMP = "pg_dump"
@@ -294,10 +299,14 @@ Thresholds = dict[
 
 
 class StroppyCli(Model):
-    """The stroppy release to install and the workload it runs."""
+    """The load: which driver, the stroppy release to install, and the workload it runs."""
 
-    version: str = Field(pattern=r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+    driver: Driver = Driver.STROPPY
+    version: str | None = Field(
+        default=None, pattern=r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", description="stroppy release; stroppy only."
+    )
     workload: Workload = Workload.TPCC
+    clients: int = Field(default=4, ge=1, le=10000, description="Concurrent clients (stroppy VUs, pgbench clients).")
     scale: int = Field(default=1, ge=1, le=100000)
     duration: Seconds = Field(default=300, gt=0, le=24 * 3600)
     env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)

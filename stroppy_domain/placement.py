@@ -30,6 +30,7 @@ from stroppy_domain.services import (
     PasswordSource,
     RunCredentials,
     ServiceContext,
+    load_passfile,
     render_container,
 )
 from stroppy_domain.settings import PlannerSettings
@@ -307,6 +308,7 @@ def plan_run(
             user=APP_USER,
             password=credentials.app,
         )
+    runner_files = [] if credentials is None else [load_passfile(connection.host, connection.port, credentials)]
     machines = [
         Machine(
             name=machine.name,
@@ -314,6 +316,7 @@ def plan_run(
             hardware=machine.hardware,
             ip=ips[machine.name],
             containers=[render_container(slot.kind, machine, slot, context) for slot in machine.services],
+            secret_files=runner_files if machine.role is MachineRole.RUNNER else [],
         )
         for machine in layout.machines
     ]

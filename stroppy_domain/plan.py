@@ -95,6 +95,9 @@ class Machine(Model):
     hardware: Hardware
     ip: str
     containers: list[Container]
+    secret_files: list[SecretFile] = Field(
+        default_factory=list, description="Files for the machine itself (its edge agent), such as the load's pgpass."
+    )
 
     def container(self, kind: ServiceKind) -> Container:
         for container in self.containers:

@@ -51,6 +51,8 @@ PGDATA = f"{POSTGRES_VOLUME}/pgdata"
 SOCKET_DIR = "/var/run/postgresql"
 ETCD_VOLUME = "/var/lib/etcd"
 PATRONI_SCOPE = "stroppy"
+LOAD_PASSFILE = f"{CONF_DIR}/load/pgpass"
+"""On the runner: the password file the load's libpq or pgx reads (PGPASSFILE), so no password is passed around."""
 POSTGRES_USER_ACCOUNT = "postgres"
 UNPRIVILEGED_ACCOUNT = "nobody"
 
@@ -123,6 +125,12 @@ def _bin_dir(version: int) -> str:
 
 def _quote_conf(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def load_passfile(host: str, port: int, credentials: RunCredentials) -> SecretFile:
+    return SecretFile(
+        path=LOAD_PASSFILE, content=SecretStr(_pgpass_line(host, port, APP_DATABASE, APP_USER, credentials.app))
+    )
 
 
 def _pgpass_line(host: str, port: int, database: str, user: str, password: SecretStr) -> str:

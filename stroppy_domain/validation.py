@@ -24,12 +24,14 @@ from stroppy_domain.model import (
     BenchmarkTest,
     ClusterTemplate,
     DatabaseRef,
+    Driver,
     Etcd,
     Placement,
     PostgresSettings,
     Scope,
     StorageEngine,
     Suite,
+    Workload,
 )
 from stroppy_domain.placement import colocated_machines, lay_out, plan_run
 from stroppy_domain.services import RESERVED_POSTGRESQL_CONF
@@ -186,8 +188,13 @@ def _trial_plan_issues(test: BenchmarkTest, suite: Suite, settings: PlannerSetti
 
 def test_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:
     """Every cross-field rule of one test."""
-    for key in sorted(RESERVED_ENV & test.stroppy.env.keys()):
+    load = test.stroppy
+    for key in sorted(RESERVED_ENV & load.env.keys()):
         yield Issue(join_path(path, "stroppy", "env", key), "is set by the run itself and cannot be overridden")
+    if load.driver is Driver.STROPPY and load.version is None:
+        yield Issue(join_path(path, "stroppy", "version"), "the stroppy driver needs the release to install")
+    if load.driver is Driver.PGBENCH and load.workload is not Workload.TPCB:
+        yield Issue(join_path(path, "stroppy", "workload"), "pgbench runs TPC-B only", str(load.workload))
     yield from _database_issues(test.database, join_path(path, "database"))
 
 

@@ -84,6 +84,11 @@ class Target(Protocol):
         """Release the backend's client."""
 
 
+def machine_queue_name(run_id: str, machine: str) -> str:
+    """The Prefect work queue a machine's edge agent polls, on every backend."""
+    return f"{run_id}-{machine}"
+
+
 def check_run_id(run_id: str) -> str:
     if not re.fullmatch(RUN_ID_PATTERN, run_id):
         raise TargetError(f"run id {run_id!r} must be 3-40 lowercase letters, digits or '-'")

@@ -31,8 +31,9 @@ from infra.targets.base import (
     RunSpec,
     TargetError,
     check_run_id,
+    machine_queue_name,
 )
-from stroppy_domain.plan import Container, Machine, StartStage
+from stroppy_domain.plan import ConfigFile, Container, Machine, SecretFile, StartStage
 
 if TYPE_CHECKING:
     import docker
@@ -52,7 +53,15 @@ class DockerTargetSettings(BaseModel):
     machine_image: str = Field(description="Image of the machine containers (the edge image).")
     machine_command: list[str] = Field(
         default_factory=lambda: ["sleep", "infinity"],
-        description="What a machine container runs; it holds the machine's network namespace.",
+        description="What a machine container runs (it holds the machine's network namespace). "
+        "Placeholders: {run_id}, {machine}, {queue}, {gateway}.",
+    )
+    machine_environment: dict[str, str] = Field(
+        default_factory=dict, description="Environment of machine containers; the same placeholders apply."
+    )
+    machine_binds: list[str] = Field(
+        default_factory=list,
+        description="HOST_PATH:CONTAINER_PATH[:ro] mounts of machine containers, e.g. shared result storage.",
     )
     api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the engine.")
     parallel_health_checks: int = Field(default=8, ge=1, le=64)
@@ -74,17 +83,20 @@ def volume_name(run_id: str, machine: str, service: str, index: int) -> str:
     return f"stroppy-{run_id}-{machine}-{service}-{index}"
 
 
-def _file_archive(container: Container, uids: dict[str, int]) -> bytes:
-    """A tar of the container's files, secret ones owned by its user and readable by nobody else."""
+def _service_archive(container: Container, uids: dict[str, int]) -> bytes:
+    """The container's files; secret ones owned by its user and readable by nobody else."""
     uid = uids.get(container.user)
     if uid is None and container.secret_files:
         raise TargetError(
             f"image {container.image} does not declare account {container.user!r} in its {ACCOUNTS_LABEL} label"
         )
-    entries = [(file.path, file.content.encode(), file.mode, 0) for file in container.files]
-    entries += [
-        (file.path, file.content.get_secret_value().encode(), file.mode, uid or 0) for file in container.secret_files
-    ]
+    return _file_archive(container.files, container.secret_files, uid or 0)
+
+
+def _file_archive(files: Iterable[ConfigFile] = (), secret_files: Iterable[SecretFile] = (), uid: int = 0) -> bytes:
+    """A tar to extract at `/`: plain files owned by root, secret files by `uid`, parent directories 0755."""
+    entries = [(file.path, file.content.encode(), file.mode, 0) for file in files]
+    entries += [(file.path, file.content.get_secret_value().encode(), file.mode, uid) for file in secret_files]
     directories = sorted({str(parent) for path, *_ in entries for parent in PurePosixPath(path).parents} - {"/"})
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -171,14 +183,23 @@ class DockerTarget:
         existing = self._existing_container(name, run)
         if existing is not None:
             return existing["Id"]
-        host_config = self._api.create_host_config(network_mode=network, init=True)
+        host_config = self._api.create_host_config(network_mode=network, init=True, binds=self._settings.machine_binds)
         networking = self._api.create_networking_config(
             {network: self._api.create_endpoint_config(ipv4_address=machine.ip)}
         )
+        placeholders = {
+            "run_id": run.run_id,
+            "machine": machine.name,
+            "queue": machine_queue_name(run.run_id, machine.name),
+            "gateway": str(ipaddress.IPv4Network(run.plan.subnet).network_address + 1),
+        }
         created = self._call(
             lambda: self._api.create_container(
                 self._settings.machine_image,
-                command=self._settings.machine_command,
+                command=[part.format(**placeholders) for part in self._settings.machine_command],
+                environment={
+                    key: value.format(**placeholders) for key, value in self._settings.machine_environment.items()
+                },
                 name=name,
                 hostname=machine.name,
                 labels=run.labels(machine.name, MACHINE_SERVICE),
@@ -187,6 +208,9 @@ class DockerTarget:
             ),
             f"create machine {name} at {machine.ip}",
         )
+        if machine.secret_files:
+            archive = _file_archive(secret_files=machine.secret_files, uid=0)
+            self._call(lambda: self._api.put_archive(created["Id"], "/", archive), f"write files into {name}")
         self._call(lambda: self._api.start(created["Id"]), f"start machine {name}")
         return created["Id"]
 
@@ -237,7 +261,7 @@ class DockerTarget:
             ),
             f"create {name} from {container.image}",
         )
-        archive = _file_archive(container, self._image_accounts(container.image))
+        archive = _service_archive(container, self._image_accounts(container.image))
         self._call(lambda: self._api.put_archive(created["Id"], "/", archive), f"write configuration into {name}")
         self._call(lambda: self._api.start(created["Id"]), f"start {name}")
         return created["Id"]

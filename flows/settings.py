@@ -1,0 +1,35 @@
+"""Installation settings of the master, read from the environment (`STROPPY_*`). Secrets do not go here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+class OrchestrationSettings(BaseSettings):
+    """Where the master finds its services, and the bounds of every wait."""
+
+    model_config = SettingsConfigDict(env_prefix="STROPPY_", frozen=True)
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Reservations and run ledgers.")
+    edge_api_url: str = Field(
+        default="http://{gateway}:4200/api",
+        description="How a machine reaches the Prefect API; {gateway} is its network's gateway (the Docker host).",
+    )
+    results_dir: Path = Field(
+        default=REPOSITORY / ".state" / "results",
+        description="Result storage shared by master and machines (mounted at the same path into machines).",
+    )
+    edge_flows_dir: str = Field(
+        default="/opt/stroppy-flows/lib/python3.13/site-packages",
+        description="Where the edge image has this project's sources, for the deployments' pull step.",
+    )
+    reservation_ttl_s: int = Field(default=6 * 3600, gt=0, description="Lease of a run's subnet.")
+    ledger_ttl_s: int = Field(default=24 * 3600, gt=0, description="How long a run's ledger outlives its last write.")
+    agents_ready_timeout_s: float = Field(default=180, gt=0, description="Bound of the wait for edge agents.")
+    load_margin_s: int = Field(default=300, ge=0, description="Time a load may take beyond its duration.")
+    max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")

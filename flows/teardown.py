@@ -1,0 +1,90 @@
+"""Teardown of one run from its ledger and its labels: usable from the run itself, its hooks, the suite and a reaper.
+
+It depends on nothing a step returned: the ledger says which target, address space and queues the run used, and
+the target finds its resources by the run's labels. Every part is idempotent, so calling it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import BaseModel, Field
+
+from blocks.redis import RedisConnection
+from flows.settings import OrchestrationSettings
+from infra.edge_queues import delete_queues
+from infra.images import ImageSet
+from infra.ledger import RunLedger
+from infra.reservations import SubnetReservations
+from infra.targets import open_target
+from infra.targets.docker import DockerTargetSettings
+from stroppy_domain.model import Target
+from stroppy_domain.settings import AddressSpace
+
+LEDGER_TARGET = "target"
+LEDGER_SUBNET = "subnet"
+LEDGER_QUEUES = "queues"
+
+logger = logging.getLogger("stroppy.teardown")
+
+
+class TeardownReport(BaseModel):
+    run_id: str
+    removed: dict[str, int] = Field(default_factory=dict)
+    released_subnet: str | None = None
+    deleted_queues: int = 0
+
+
+def docker_target_settings(settings: OrchestrationSettings) -> DockerTargetSettings:
+    """How the master starts machines on Docker: each runs an edge agent for its own queue."""
+    results = str(settings.results_dir)
+    return DockerTargetSettings(
+        machine_image=ImageSet.for_checkout().edge,
+        machine_command=["stroppy-flows", "edge-agent", "--queue", "{queue}", "--name", "{queue}"],
+        machine_environment={
+            "PREFECT_API_URL": settings.edge_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOCAL_STORAGE_PATH": f"{results}/prefect",
+            "STROPPY_FLOWS_DIR": settings.edge_flows_dir,
+        },
+        machine_binds=[f"{results}:{results}"],
+    )
+
+
+def target_settings(target: Target, settings: OrchestrationSettings) -> object:
+    if target is Target.DOCKER:
+        return docker_target_settings(settings)
+    raise ValueError(f"target {target} has no settings in this installation yet")
+
+
+def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
+    """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger."""
+    settings = settings or OrchestrationSettings()
+    report = TeardownReport(run_id=run_id)
+    client = RedisConnection(url=settings.redis_url).client()
+    try:
+        ledger = RunLedger(client, run_id)
+        entries = ledger.entries()
+        if LEDGER_TARGET in entries:
+            target_name = Target(entries[LEDGER_TARGET]["name"])
+            backend = open_target(target_name, target_settings(target_name, settings))
+            try:
+                report.removed = backend.destroy(run_id).removed
+            finally:
+                backend.close()
+            ledger.forget(LEDGER_TARGET)
+        if LEDGER_QUEUES in entries:
+            report.deleted_queues = asyncio.run(delete_queues(entries[LEDGER_QUEUES]))
+            ledger.forget(LEDGER_QUEUES)
+        if LEDGER_SUBNET in entries:
+            lease = entries[LEDGER_SUBNET]
+            space = AddressSpace(base_cidr=lease["base_cidr"], prefix=lease["prefix"])
+            report.released_subnet = SubnetReservations(client, Target(lease["target"]), space).release(run_id)
+            ledger.forget(LEDGER_SUBNET)
+        ledger.close()
+    finally:
+        client.close()
+    logger.info("run %s torn down: %s", run_id, report.model_dump())
+    return report

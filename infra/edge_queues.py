@@ -1,0 +1,65 @@
+"""Per-machine work queues on the Prefect server: created with the machine, waited for, deleted at teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import WorkQueueStatus
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+EDGE_POOL = "stroppy-edge"
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 5.0
+
+
+class EdgeAgentsNotReady(RuntimeError):  # noqa: N818 - reads as the condition it reports
+    """Some machines' agents did not poll their queues in time; the message lists them."""
+
+
+async def create_queues(names: Iterable[str], pool: str = EDGE_POOL) -> None:
+    async with get_client() as client:
+        for name in names:
+            try:
+                await client.create_work_queue(name=name, work_pool_name=pool)
+            except ObjectAlreadyExists:
+                continue
+
+
+async def wait_until_ready(names: list[str], timeout_s: float, pool: str = EDGE_POOL) -> float:
+    """Wait until every queue is READY (its agent polls it), with capped exponential backoff and jitter."""
+    started = time.monotonic()
+    delay = FIRST_DELAY_S
+    pending = list(names)
+    async with get_client() as client:
+        while True:
+            still = []
+            for name in pending:
+                queue = await client.read_work_queue_by_name(name, work_pool_name=pool)
+                if queue.status != WorkQueueStatus.READY:
+                    still.append(name)
+            pending = still
+            waited = time.monotonic() - started
+            if not pending:
+                return waited
+            if waited >= timeout_s:
+                raise EdgeAgentsNotReady(f"edge agents not ready after {timeout_s:.0f} s: {', '.join(pending)}")
+            await asyncio.sleep(min(delay, max(0.0, timeout_s - waited)) * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, MAX_DELAY_S)
+
+
+async def delete_queues(names: Iterable[str], pool: str = EDGE_POOL) -> int:
+    """Delete the queues that exist; returns how many were deleted."""
+    deleted = 0
+    async with get_client() as client:
+        for name in names:
+            try:
+                queue = await client.read_work_queue_by_name(name, work_pool_name=pool)
+                await client.delete_work_queue_by_id(queue.id)
+                deleted += 1
+            except ObjectNotFound:
+                continue
+    return deleted

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A local Prefect control plane for tests and development.
+#   scripts/control-plane.sh start   starts a Prefect server (SQLite, in $STROPPY_STATE_DIR/prefect), creates the work
+#                                    pools stroppy-master and stroppy-edge, deploys the flows of prefect.yaml and
+#                                    starts the master worker; waits (bounded) for each
+#   scripts/control-plane.sh stop    stops the master worker and the server
+# Needs Redis and a Docker engine for runs (scripts/services.sh, scripts/engine.sh). Safe to run twice.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${STROPPY_STATE_DIR:-$root/.state}
+port=${STROPPY_PREFECT_PORT:-4200}
+export PREFECT_HOME=$state/prefect
+export PREFECT_API_URL=http://127.0.0.1:$port/api
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
+export PREFECT_LOCAL_STORAGE_PATH=$state/results/prefect
+export STROPPY_RESULTS_DIR=$state/results
+cd "$root"
+
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+prefect_cli() { timeout 120 uv run --frozen prefect "$@"; }
+server_healthy() { curl -fsS --max-time 2 "$PREFECT_API_URL/health" >/dev/null 2>&1; }
+
+start() {
+  mkdir -p "$PREFECT_HOME" "$STROPPY_RESULTS_DIR/prefect"
+  if ! server_healthy; then
+    # Machines reach the API through their network's gateway, so the server listens beyond loopback.
+    setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port" \
+      >"$state/prefect-server.log" 2>&1 < /dev/null &
+    echo $! > "$state/prefect-server.pid"
+    for _ in $(seq 1 120); do server_healthy && break; sleep 0.5; done
+    server_healthy || { log "the Prefect server did not answer within 60 s; see $state/prefect-server.log"; exit 1; }
+  fi
+  log "server ready at $PREFECT_API_URL"
+  for pool in stroppy-master stroppy-edge; do
+    prefect_cli work-pool inspect "$pool" >/dev/null 2>&1 || prefect_cli work-pool create "$pool" --type process >/dev/null
+  done
+  # STROPPY_FLOWS_DIR must stay unset here: the pull step resolves it on each worker, not at deploy time.
+  env -u STROPPY_FLOWS_DIR timeout 120 uv run --frozen prefect deploy --all --no-prompt >"$state/prefect-deploy.log" 2>&1 \
+    || { log "deploy failed; see $state/prefect-deploy.log"; exit 1; }
+  log "deployed: $(grep -c 'Deployment .* successfully created' "$state/prefect-deploy.log" || true) deployment(s)"
+  if [ ! -f "$state/master-worker.pid" ] || ! kill -0 "$(cat "$state/master-worker.pid")" 2>/dev/null; then
+    STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 setsid uv run --frozen prefect worker start --pool stroppy-master \
+      --name "master-$(hostname)" --type process --limit 10 >"$state/master-worker.log" 2>&1 < /dev/null &
+    echo $! > "$state/master-worker.pid"
+  fi
+  log "master worker started (log: $state/master-worker.log)"
+}
+
+stop_pidfile() {
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+stop() {
+  stop_pidfile "$state/master-worker.pid"
+  stop_pidfile "$state/prefect-server.pid"
+  log "stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
