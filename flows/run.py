@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run as current_flow_run
 from pydantic import BaseModel, Field
 
 from blocks.redis import RedisConnection
@@ -74,9 +74,10 @@ def run_id_for(flow_run_id: Any) -> str:
     return "run-" + str(flow_run_id).replace("-", "")[:12]
 
 
-def _teardown_hook(flow: object, run: Any, state: object) -> None:
+def _teardown_hook(flow: object, flow_run: Any, state: object) -> None:
+    """On crash or cancellation: Prefect calls this by keyword, in a new process when the run's own was killed."""
     del flow, state
-    tear_down(run_id_for(run.id))
+    tear_down(run_id_for(flow_run.id))
 
 
 @task(retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE, timeout_seconds=60)
@@ -128,7 +129,7 @@ def test_run(
     """
     log = get_run_logger()
     settings = OrchestrationSettings()
-    run_id = run_id_for(flow_run.id)
+    run_id = run_id_for(current_flow_run.id)
     timings: dict[str, float] = {}
 
     @contextmanager

@@ -53,17 +53,20 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
     async def one(test_index: int) -> TestOutcome:
         test = suite.tests[test_index]
         bound = PROVISIONING_BOUND_S + test.stroppy.duration + settings.load_margin_s
-        async with limit:
-            child: FlowRun = await run_deployment(
-                TEST_RUN_DEPLOYMENT,
-                parameters={
-                    "test": test.model_dump(mode="json", by_alias=True),
-                    "target": str(suite.target_of(test)),
-                    "inject_failure_at": failures.get(test.name),
-                },
-                timeout=bound,
-                poll_interval=1,
-            )
+        try:
+            async with limit:
+                child: FlowRun = await run_deployment(
+                    TEST_RUN_DEPLOYMENT,
+                    parameters={
+                        "test": test.model_dump(mode="json", by_alias=True),
+                        "target": str(suite.target_of(test)),
+                        "inject_failure_at": failures.get(test.name),
+                    },
+                    timeout=bound,
+                    poll_interval=1,
+                )
+        except Exception as error:  # the run could not even be created: report it as this test's failure
+            return TestOutcome(test_name=test.name, run_id=None, state="FAILED", message=f"not started: {error}")
         run_id = run_id_for(child.id)
         state = child.state
         if state is None or not state.is_completed():

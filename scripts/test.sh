@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs everything (uv, the locked Python dependencies, Debian packages), starts the
-# services the tests need (Redis, a Docker engine), builds the images that are not up to date, runs lint and the
-# whole test suite, and stops the services it started.
+# services the tests need (Redis, a Docker engine, a Prefect server with the master worker), builds the images that
+# are not up to date, runs lint and the whole test suite, and stops the services it started.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k reservations`.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ cd "$root"
 bash scripts/setup.sh
 
 stop_services() {
+  bash scripts/control-plane.sh stop
   bash scripts/engine.sh stop
   bash scripts/services.sh stop
 }
@@ -18,6 +19,7 @@ trap stop_services EXIT
 bash scripts/services.sh start
 bash scripts/engine.sh start
 uv run --frozen python -m infra.images build
+bash scripts/control-plane.sh start
 
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .

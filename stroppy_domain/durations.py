@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, WithJsonSchema
 
-_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -20,18 +19,6 @@ def parse_duration(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def format_duration(seconds: int) -> str:
-    """The shortest k6-style text for `seconds` (`5400` -> `1h30m`)."""
-    if seconds == 0:
-        return "0s"
-    parts = []
-    for unit, size in _UNIT_SECONDS.items():
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
 def _to_seconds(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("expected a duration, not a boolean")
@@ -40,5 +27,9 @@ def _to_seconds(value: object) -> object:
     return value
 
 
-Seconds = Annotated[int, BeforeValidator(_to_seconds), PlainSerializer(format_duration, return_type=str)]
-"""A duration field: accepts `5m` or `300`, stores seconds, writes back `5m`."""
+Seconds = Annotated[
+    int,
+    BeforeValidator(_to_seconds),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": _DURATION.pattern}]}),
+]
+"""A duration field: accepts `5m` or `300` and stores seconds; its schema admits both forms (the Prefect UI form)."""

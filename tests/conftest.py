@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Prefect reads its settings when first imported; point every test at the control plane of
+# scripts/control-plane.sh, never at a temporary server.
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stroppy_domain.durations import format_duration, parse_duration
+from stroppy_domain.durations import parse_duration
 from stroppy_domain.thresholds import Operator, check_metric_name, parse_assertion
 
 ASSERTIONS = [
@@ -57,8 +57,3 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (90, "1m30s"), (5400, "1h30m"), (86400, "24h")])
-def test_format_duration(seconds: int, text: str) -> None:
-    assert format_duration(seconds) == text
