@@ -133,6 +133,21 @@ def _edge_agent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stroppy_pin(args: argparse.Namespace) -> int:
+    from flows.settings import OrchestrationSettings  # noqa: PLC0415 - only this command reads the master's settings
+    from infra.stroppy_release import ReleaseError, pin, release_url  # noqa: PLC0415
+
+    settings = OrchestrationSettings()
+    lock = Path(args.lock) if args.lock else settings.release_lock
+    url = args.url or release_url(settings.release_url, args.version)
+    try:
+        release = pin(args.version, url, lock, timeout_s=settings.install_timeout_s)
+    except ReleaseError as error:
+        raise CliError(str(error)) from None
+    print(f"pinned stroppy {release.version}: sha256 {release.sha256} from {release.url} in {lock}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--pool", default="stroppy-edge", help="work pool (default: stroppy-edge)")
     agent.add_argument("--health-port", type=int, default=8080, help="port of the /health endpoint (default: 8080)")
     agent.set_defaults(handler=_edge_agent)
+
+    stroppy = commands.add_parser("stroppy", help="manage the pinned stroppy releases")
+    stroppy_commands = stroppy.add_subparsers(dest="stroppy_command", required=True)
+    pin_release = stroppy_commands.add_parser("pin", help="download a release once and record its sha256")
+    pin_release.add_argument("version", help="release tag, e.g. v5.0.0")
+    pin_release.add_argument("--url", help="download URL (default: STROPPY_RELEASE_URL with the version filled in)")
+    pin_release.add_argument("--lock", help="lock file (default: STROPPY_RELEASE_LOCK, stroppy.lock.json)")
+    pin_release.set_defaults(handler=_stroppy_pin)
     return parser
 
 

@@ -9,7 +9,10 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from infra.processes import run_bounded
+from infra.stroppy_release import PinnedRelease, install
 from stroppy_domain.load import LoadStep
+
+VERSION_CHECK_TIMEOUT_S = 30
 
 
 class LoadRequest(BaseModel):
@@ -59,3 +62,22 @@ def run_load(request: LoadRequest) -> LoadOutcome:
             raise LoadFailed(f"{step.name} {reason}; last output:\n" + "\n".join(result.tail[-15:]))
     files = sorted(str(path.relative_to(output_dir)) for path in output_dir.rglob("*") if path.is_file())
     return LoadOutcome(steps=outcomes, files=files)
+
+
+class InstallRequest(BaseModel):
+    release: PinnedRelease = Field(description="Version and the sha256 it must have (from the project's lock file).")
+    url: str = Field(description="Where this machine downloads it from.")
+    directory: str = Field(description="Per-run installation directory.")
+    timeout_s: float = Field(gt=0, description="Bound of one download attempt.")
+
+
+@flow(name="install-stroppy", persist_result=True, retries=0)
+def install_stroppy(request: InstallRequest) -> str:
+    """Download, verify and unpack the pinned stroppy; returns the binary's path once it answers `version`."""
+    log = get_run_logger()
+    binary = install(request.release, request.url, Path(request.directory), request.timeout_s)
+    check = run_bounded([str(binary), "version"], {}, binary.parent, VERSION_CHECK_TIMEOUT_S, log.info)
+    if check.exit_code != 0:
+        raise LoadFailed(f"{binary} version exited {check.exit_code}: " + "\n".join(check.tail[-5:]))
+    log.info("stroppy %s installed at %s (sha256 %s)", request.release.version, binary, request.release.sha256)
+    return str(binary)

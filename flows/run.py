@@ -8,6 +8,7 @@ run the load, results, teardown. Every resource is written to the ledger before 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,23 +23,25 @@ from prefect.runtime import flow_run as current_flow_run
 from pydantic import BaseModel, Field
 
 from blocks.redis import RedisConnection
-from flows.edge import LoadOutcome, LoadRequest
+from flows.edge import InstallRequest, LoadOutcome, LoadRequest
 from flows.settings import OrchestrationSettings
 from flows.teardown import LEDGER_QUEUES, LEDGER_SUBNET, LEDGER_TARGET, TeardownReport, target_settings, tear_down
 from infra.edge_queues import create_queues, wait_until_ready
 from infra.images import default_planner_settings
 from infra.ledger import RunLedger
 from infra.reservations import SubnetReservations
+from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import open_target
 from infra.targets.base import RunSpec, machine_queue_name
-from stroppy_domain.load import load_steps
-from stroppy_domain.model import BenchmarkTest, Target
+from stroppy_domain.load import LoadStep, load_steps
+from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.placement import lay_out, plan_run
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.services import generate_password
 from stroppy_domain.validation import validate_suite
 
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
+INSTALL_DEPLOYMENT = "install-stroppy/edge"
 DISPATCH_POLL_S = 1.0
 
 
@@ -49,6 +52,7 @@ class RunStep(StrEnum):
     CREATE_MACHINES = "create_machines"
     WAIT_FOR_AGENTS = "wait_for_agents"
     START_SERVICES = "start_services"
+    INSTALL = "install"
     RUN_LOAD = "run_load"
     RESULTS = "results"
 
@@ -164,9 +168,12 @@ def test_run(
             asyncio.run(wait_until_ready(queues, settings.agents_ready_timeout_s))
         with step(RunStep.START_SERVICES):
             start_services(run, target, settings)
+        with step(RunStep.INSTALL):
+            binary = _dispatch_install(run_id, test, plan, settings) if test.stroppy.driver is Driver.STROPPY else ""
         with step(RunStep.RUN_LOAD):
             output_dir = settings.results_dir / run_id / "load"
-            outcome = _dispatch_load(run_id, test, plan, output_dir, settings)
+            steps = load_steps(test, plan.connection, settings.load_margin_s, binary)
+            outcome = _dispatch_load(run_id, steps, plan, output_dir, settings)
         with step(RunStep.RESULTS):
             result = RunResult(
                 run_id=run_id, test_name=test.name, target=target, subnet=subnet,
@@ -181,23 +188,38 @@ def test_run(
         redis_client.close()
 
 
+def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
+    """Run an edge flow on one machine's queue and return its result; it is never retried from here."""
+    child = run_deployment(
+        deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S
+    )
+    if child.state is None or not child.state.is_final():
+        raise TimeoutError(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {child.state})")
+    if not child.state.is_completed():
+        raise RuntimeError(f"{deployment} on {queue} ended {child.state.name}: {child.state.message}")
+    return child.state.result()
+
+
+def _dispatch_install(run_id: str, test: BenchmarkTest, plan: RunPlan, settings: OrchestrationSettings) -> str:
+    version = test.stroppy.version or ""
+    release = ReleaseLock.read(settings.release_lock).pinned(version, settings.release_lock)
+    gateway = str(ipaddress.IPv4Network(plan.subnet).network_address + 1)
+    request = InstallRequest(
+        release=release,
+        url=release_url(settings.release_url, version, gateway),
+        directory=f"/opt/stroppy-runs/{run_id}",
+        timeout_s=settings.install_timeout_s,
+    )
+    queue = machine_queue_name(run_id, plan.runner.name)
+    return _dispatch(
+        INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, settings.install_timeout_s * 4
+    )
+
+
 def _dispatch_load(
-    run_id: str, test: BenchmarkTest, plan: RunPlan, output_dir: Path, settings: OrchestrationSettings
+    run_id: str, steps: list[LoadStep], plan: RunPlan, output_dir: Path, settings: OrchestrationSettings
 ) -> LoadOutcome:
-    """Run the load on the runner's own agent and read back its result; never retried."""
-    steps = load_steps(test, plan.connection, settings.load_margin_s)
     request = LoadRequest(run_id=run_id, steps=steps, output_dir=str(output_dir))
     queue = machine_queue_name(run_id, plan.runner.name)
     bound = sum(step.timeout_s for step in steps) + settings.load_margin_s
-    child = run_deployment(
-        RUN_LOAD_DEPLOYMENT,
-        parameters={"request": request.model_dump(mode="json")},
-        work_queue_name=queue,
-        timeout=bound,
-        poll_interval=DISPATCH_POLL_S,
-    )
-    if child.state is None or not child.state.is_final():
-        raise TimeoutError(f"the load on {queue} did not finish within {bound} s (state {child.state})")
-    if not child.state.is_completed():
-        raise RuntimeError(f"the load on {queue} ended {child.state.name}: {child.state.message}")
-    return child.state.result()
+    return _dispatch(RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, bound)

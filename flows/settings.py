@@ -28,6 +28,14 @@ class OrchestrationSettings(BaseSettings):
         default="/opt/stroppy-flows/lib/python3.13/site-packages",
         description="Where the edge image has this project's sources, for the deployments' pull step.",
     )
+    release_url: str = Field(
+        default="https://github.com/stroppy-io/stroppy/releases/download/{version}/{archive}",
+        description="Where stroppy releases are downloaded from; {version}, {archive} and {gateway} are filled in.",
+    )
+    release_lock: Path = Field(
+        default=REPOSITORY / "stroppy.lock.json", description="The lock file with each pinned release's sha256."
+    )
+    install_timeout_s: float = Field(default=300, gt=0, description="Bound of one release download.")
     reservation_ttl_s: int = Field(default=6 * 3600, gt=0, description="Lease of a run's subnet.")
     ledger_ttl_s: int = Field(default=24 * 3600, gt=0, description="How long a run's ledger outlives its last write.")
     agents_ready_timeout_s: float = Field(default=180, gt=0, description="Bound of the wait for edge agents.")

@@ -19,6 +19,10 @@ trap stop_services EXIT
 bash scripts/services.sh start
 bash scripts/engine.sh start
 uv run --frozen python -m infra.images build
+# The end-to-end tests serve stand-in stroppy releases (tests/e2e/test_stroppy_release.py) and bound loads tightly.
+export STROPPY_RELEASE_URL="http://{gateway}:18765/{version}/{archive}"
+export STROPPY_RELEASE_LOCK="$root/.state/stroppy-standin.lock.json"
+export STROPPY_LOAD_MARGIN_S=30
 bash scripts/control-plane.sh start
 
 uv run --frozen ruff check .

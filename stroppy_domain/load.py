@@ -67,7 +67,53 @@ def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) ->
     ]  # fmt: skip
 
 
-def load_steps(test: BenchmarkTest, connection: Connection, margin_s: int) -> list[LoadStep]:
+SUPPORTED_STROPPY_MAJORS = (2, 5)
+SUMMARY_FILE = "summary.json"
+GENERATE_TIMEOUT_S = 300
+
+
+def stroppy_major(version: str) -> int:
+    major = int(version.lstrip("v").split(".", 1)[0])
+    if major not in SUPPORTED_STROPPY_MAJORS:
+        supported = ", ".join(str(number) for number in SUPPORTED_STROPPY_MAJORS)
+        raise LoadError(f"stroppy.version: stroppy {version} is major {major}; supported majors are {supported}")
+    return major
+
+
+def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, margin_s: int) -> list[LoadStep]:
+    """stroppy's k6-based CLI: generate the workload's script, then run it with the k6 summary exported.
+
+    The database is named by `DRIVER_URL` without a password; pgx reads it from `PGPASSFILE`. Both majors run the
+    generated files from the output directory; major 5 (k6 1.x inside) also asks for k6's full summary mode.
+    """
+    load = test.stroppy
+    if load.version is None:
+        raise LoadError("stroppy.version: the stroppy driver needs the release to install")
+    major = stroppy_major(load.version)
+    workload = str(load.workload)
+    env = load.env | {
+        "DRIVER_URL": connection.dsn(),
+        "PGPASSFILE": LOAD_PASSFILE,
+        "SCALE_FACTOR": str(load.scale),
+        "DURATION": f"{load.duration}s",
+    }
+    script, sql = f"{workload}.ts", f"{workload}.sql"
+    k6_arguments = ["--summary-export", SUMMARY_FILE]
+    if major >= 5:
+        k6_arguments = ["--summary-mode", "full", *k6_arguments]
+    return [
+        LoadStep(
+            name="stroppy-gen", argv=[binary, "gen", "--workdir", ".", "--preset", workload], env=env,
+            timeout_s=GENERATE_TIMEOUT_S,
+        ),
+        LoadStep(
+            name="stroppy-run", argv=[binary, "run", script, sql, "--", *k6_arguments], env=env,
+            timeout_s=load.duration + margin_s, measured=True,
+        ),
+    ]  # fmt: skip
+
+
+def load_steps(test: BenchmarkTest, connection: Connection, margin_s: int, stroppy_binary: str = "") -> list[LoadStep]:
     if test.stroppy.driver is Driver.PGBENCH:
         return pgbench_steps(test, connection, margin_s)
-    raise LoadError(f"stroppy.driver: the {test.stroppy.driver} driver is not available in this installation yet")
+    return stroppy_steps(test, connection, stroppy_binary, margin_s)

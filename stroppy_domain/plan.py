@@ -117,9 +117,10 @@ class Connection(Model):
     password_block: str | None = None
 
     def dsn(self, *, reveal_password: bool = False) -> str:
+        """The URL without its password (drivers read it from PGPASSFILE), or with it when asked explicitly."""
         secret = ""
-        if self.password is not None:
-            secret = ":" + (self.password.get_secret_value() if reveal_password else "***")
+        if reveal_password and self.password is not None:
+            secret = ":" + self.password.get_secret_value()
         return f"postgres://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}?sslmode=disable"
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stroppy_domain.errors import InvalidSuiteError, Issue, PlanningError, join_path, sorted_issues
+from stroppy_domain.load import LoadError, stroppy_major
 from stroppy_domain.model import (
     PATTERN_HINTS,
     BackupAddon,
@@ -193,6 +194,11 @@ def test_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:
         yield Issue(join_path(path, "stroppy", "env", key), "is set by the run itself and cannot be overridden")
     if load.driver is Driver.STROPPY and load.version is None:
         yield Issue(join_path(path, "stroppy", "version"), "the stroppy driver needs the release to install")
+    if load.driver is Driver.STROPPY and load.version is not None:
+        try:
+            stroppy_major(load.version)
+        except LoadError as error:
+            yield Issue(join_path(path, "stroppy", "version"), str(error).split(": ", 1)[1], load.version)
     if load.driver is Driver.PGBENCH and load.workload is not Workload.TPCB:
         yield Issue(join_path(path, "stroppy", "workload"), "pgbench runs TPC-B only", str(load.workload))
     yield from _database_issues(test.database, join_path(path, "database"))

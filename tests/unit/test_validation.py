@@ -70,6 +70,12 @@ RULES: list[tuple[str, Mutation, str, str]] = [
     ("missing required", delete_at("tests", 0, "stroppy"), "tests[0].stroppy", "missing"),
     ("stroppy needs a version", delete_at("tests", 0, "stroppy", "version"), "tests[0].stroppy.version", "release"),
     (
+        "stroppy major",
+        set_at("tests", 0, "stroppy", "version", value="v3.1.0"),
+        "tests[0].stroppy.version",
+        "supported majors are 2, 5",
+    ),
+    (
         "pgbench runs tpcb only",
         set_at("tests", 0, "stroppy", "driver", value="pgbench"),
         "tests[0].stroppy.workload",

@@ -1,0 +1,127 @@
+"""stroppy releases: pinned in a lock file of the project, downloaded with bounds, verified before use.
+
+`pin` downloads a release once and records its sha256; `install` refuses a version without a recorded checksum,
+downloads with a timeout and bounded retries (only transport failures are retried; a checksum mismatch is not),
+verifies, and unpacks into a per-run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import stat
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+ARCHIVE_NAME = "stroppy_linux_amd64.tar.gz"
+BINARY_NAME = "stroppy"
+CHUNK = 1 << 16
+
+
+class ReleaseError(RuntimeError):
+    """A release that cannot be pinned or installed; the message names the version and the reason."""
+
+
+class PinnedRelease(BaseModel):
+    version: str
+    url: str
+    sha256: str
+
+
+class ReleaseLock(BaseModel):
+    """The lock file: version -> pinned release."""
+
+    releases: dict[str, PinnedRelease] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> ReleaseLock:
+        if not path.is_file():
+            return cls()
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValueError as error:
+            raise ReleaseError(f"{path}: not a stroppy release lock file: {error}") from error
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n")
+
+    def pinned(self, version: str, path: Path) -> PinnedRelease:
+        release = self.releases.get(version)
+        if release is None:
+            raise ReleaseError(
+                f"stroppy {version} has no recorded checksum in {path}; "
+                f"pin it first: stroppy-flows stroppy pin {version}"
+            )
+        return release
+
+
+def release_url(template: str, version: str, gateway: str = "127.0.0.1") -> str:
+    return template.format(version=version, archive=ARCHIVE_NAME, gateway=gateway)
+
+
+def download(url: str, destination: Path, timeout_s: float, attempts: int = 3) -> str:
+    """Stream `url` into `destination`; returns its sha256. Transport failures are retried with backoff."""
+    for attempt in range(1, attempts + 1):
+        digest = hashlib.sha256()
+        try:
+            with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+                response.raise_for_status()
+                with destination.open("wb") as output:
+                    for chunk in response.iter_bytes(CHUNK):
+                        digest.update(chunk)
+                        output.write(chunk)
+            return digest.hexdigest()
+        except httpx.HTTPStatusError as error:
+            raise ReleaseError(f"{url}: HTTP {error.response.status_code}") from error
+        except httpx.TransportError as error:
+            if attempt == attempts:
+                raise ReleaseError(f"{url}: unreachable after {attempts} attempts: {error}") from error
+            time.sleep(min(2**attempt, 10) * random.uniform(0.8, 1.2))
+    raise ReleaseError(f"{url}: no attempt made")
+
+
+def pin(version: str, url: str, lock_path: Path, timeout_s: float = 120) -> PinnedRelease:
+    """Download the release once and record its checksum in the lock file."""
+    with tempfile.TemporaryDirectory(prefix="stroppy-pin-") as scratch:
+        archive = Path(scratch) / ARCHIVE_NAME
+        checksum = download(url, archive, timeout_s)
+        _unpack(archive, Path(scratch) / "unpacked", version)
+    release = PinnedRelease(version=version, url=url, sha256=checksum)
+    lock = ReleaseLock.read(lock_path)
+    lock.releases[version] = release
+    lock.write(lock_path)
+    return release
+
+
+def install(release: PinnedRelease, url: str, directory: Path, timeout_s: float) -> Path:
+    """Download `url`, check it against the pinned checksum, unpack it into `directory`; returns the binary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = directory / ARCHIVE_NAME
+    checksum = download(url, archive, timeout_s)
+    if checksum != release.sha256:
+        archive.unlink(missing_ok=True)
+        raise ReleaseError(
+            f"stroppy {release.version} from {url}: sha256 {checksum} does not match the pinned {release.sha256}"
+        )
+    binary = _unpack(archive, directory, release.version)
+    archive.unlink(missing_ok=True)
+    return binary
+
+
+def _unpack(archive: Path, directory: Path, version: str) -> Path:
+    try:
+        with tarfile.open(archive, "r:gz") as bundle:
+            bundle.extractall(directory, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise ReleaseError(f"stroppy {version}: cannot unpack {archive.name}: {error}") from error
+    binary = directory / BINARY_NAME
+    if not binary.is_file():
+        raise ReleaseError(f"stroppy {version}: {archive.name} holds no '{BINARY_NAME}' binary")
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return binary
