@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_flow_run
@@ -35,7 +36,7 @@ from infra.targets import open_target
 from infra.targets.base import RunSpec, machine_queue_name
 from stroppy_domain.load import LoadStep, load_steps
 from stroppy_domain.model import BenchmarkTest, Driver, Target
-from stroppy_domain.placement import lay_out, plan_run
+from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.services import generate_password
 from stroppy_domain.validation import validate_suite
@@ -155,6 +156,9 @@ def test_run(
             subnet = reserve_subnet(run_id, target, len(lay_out(test).machines), settings)
         with step(RunStep.PLAN):
             plan: RunPlan = plan_run(test, target, subnet, default_planner_settings(), generate_password)
+            existing = test.database.existing
+            if existing is not None and existing.password_block is not None:
+                plan = with_runner_password(plan, Secret.load(existing.password_block).get())
             run = RunSpec(
                 run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(seconds=settings.ledger_ttl_s)
             )

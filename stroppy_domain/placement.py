@@ -308,7 +308,13 @@ def plan_run(
             user=APP_USER,
             password=credentials.app,
         )
-    runner_files = [] if credentials is None else [load_passfile(connection.host, connection.port, credentials)]
+    runner_files = (
+        []
+        if credentials is None
+        else [
+            load_passfile(connection.host, connection.port, APP_USER, APP_DATABASE, credentials.app.get_secret_value())
+        ]
+    )
     machines = [
         Machine(
             name=machine.name,
@@ -335,3 +341,14 @@ def _existing_connection(test: BenchmarkTest) -> Connection:
         user=parts.username or "postgres",
         password_block=existing.password_block,
     )
+
+
+def with_runner_password(plan: RunPlan, password: str) -> RunPlan:
+    """The plan with the runner holding the password of an existing database (read from its Secret block)."""
+    connection = plan.connection
+    passfile = load_passfile(connection.host, connection.port, connection.user, connection.dbname, password)
+    machines = [
+        machine.model_copy(update={"secret_files": [passfile]}) if machine.role is MachineRole.RUNNER else machine
+        for machine in plan.machines
+    ]
+    return plan.model_copy(update={"machines": machines})

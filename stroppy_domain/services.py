@@ -127,9 +127,10 @@ def _quote_conf(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def load_passfile(host: str, port: int, credentials: RunCredentials) -> SecretFile:
+def load_passfile(host: str, port: int, user: str, database: str, password: str) -> SecretFile:
+    """The runner's password file for the load's connection."""
     return SecretFile(
-        path=LOAD_PASSFILE, content=SecretStr(_pgpass_line(host, port, APP_DATABASE, APP_USER, credentials.app))
+        path=LOAD_PASSFILE, content=SecretStr(_pgpass_line(host, port, database, user, SecretStr(password)))
     )
 
 

@@ -1,0 +1,59 @@
+"""Per-step timings of a test run, and the orchestration overhead, median of N runs.
+
+Needs the whole stack (`bash scripts/services.sh start; bash scripts/engine.sh start;
+uv run python -m infra.images build; bash scripts/control-plane.sh start`), then:
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api uv run python benchmarks/orchestration.py [--runs 3] [--duration 10]
+
+Each run is `stroppy-test-run/run` with pgbench (TPC-B, scale 1) on a single instance. Overhead is the run's wall
+time (from the server's start and end times) minus its time to healthy services (the start_services step) minus the
+load's duration: what the orchestration itself costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from prefect.deployments import run_deployment
+
+from flows.run import RunResult
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="load duration in seconds")
+    args = parser.parse_args()
+    test = {
+        "name": "bench-orchestration",
+        "stroppy": {"driver": "pgbench", "workload": "tpcb", "scale": 1, "duration": args.duration, "clients": 2},
+        "database": {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}},
+    }
+    steps: dict[str, list[float]] = {}
+    walls, observed, overheads = [], [], []
+    for _ in range(args.runs):
+        submitted = time.monotonic()
+        flow_run = run_deployment("stroppy-test-run/run", parameters={"test": test}, timeout=900, poll_interval=1)
+        observed.append(time.monotonic() - submitted)
+        if not flow_run.state.is_completed():
+            raise SystemExit(f"run {flow_run.name} ended {flow_run.state.name}: {flow_run.state.message}")
+        result: RunResult = flow_run.state.result()
+        wall = (flow_run.end_time - flow_run.start_time).total_seconds()
+        walls.append(wall)
+        for name, seconds in result.step_seconds.items():
+            steps.setdefault(name, []).append(seconds)
+        steps.setdefault("teardown and flow exit", []).append(wall - sum(result.step_seconds.values()))
+        overheads.append(wall - result.step_seconds["start_services"] - args.duration)
+    print(f"{args.runs} run(s), pgbench on a single instance, {args.duration} s of load each")
+    for name, values in steps.items():
+        print(f"  {name:24s} median {statistics.median(values):6.2f} s  {[round(v, 2) for v in values]}")
+    print(f"  {'run wall time':24s} median {statistics.median(walls):6.2f} s  {[round(v, 1) for v in walls]}")
+    print(f"  {'submit to final state':24s} median {statistics.median(observed):6.2f} s")
+    print(f"orchestration overhead (wall - time to healthy - load): median {statistics.median(overheads):.1f} s "
+          f"{[round(v, 1) for v in overheads]}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
