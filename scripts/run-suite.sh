@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job: run a suite on the default (Docker) target through the `stroppy-test-suite` deployment, the way CI
+# and the nightly schedule do. Sets everything up (dependencies, Redis, Docker engine, images, Prefect control
+# plane), validates the suite, runs it with --watch, and stops what it started. Exits non-zero when a test failed.
+#   bash scripts/run-suite.sh SUITE_FILE
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+suite=$(realpath "${1:?usage: $0 SUITE_FILE}")
+cd "$root"
+
+bash scripts/setup.sh
+uv run --frozen stroppy-flows validate "$suite"
+
+stop_services() {
+  bash scripts/control-plane.sh stop
+  bash scripts/engine.sh stop
+  bash scripts/services.sh stop
+}
+trap stop_services EXIT
+bash scripts/services.sh start
+bash scripts/engine.sh start
+uv run --frozen python -m infra.images build
+bash scripts/control-plane.sh start
+
+parameters=$(uv run --frozen python -c '
+import json, sys, yaml
+print(json.dumps({"suite": yaml.safe_load(open(sys.argv[1]))}))' "$suite")
+export PREFECT_API_URL=http://127.0.0.1:${STROPPY_PREFECT_PORT:-4200}/api
+uv run --frozen prefect deployment run stroppy-test-suite/suite --params "$parameters" --watch --watch-interval 5
