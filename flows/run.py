@@ -44,6 +44,7 @@ from stroppy_domain.validation import validate_suite
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
 INSTALL_DEPLOYMENT = "install-stroppy/edge"
 DISPATCH_POLL_S = 1.0
+QUEUE_RECHECK_TIMEOUT_S = 30
 
 
 class RunStep(StrEnum):
@@ -99,13 +100,48 @@ def reserve_subnet(run_id: str, target: Target, machines: int, settings: Orchest
     return reservation.subnet
 
 
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, timeout_seconds=60)
+def validate_and_open_ledger(test: BenchmarkTest, run_id: str, settings: OrchestrationSettings) -> None:
+    validate_suite({"name": "run", "tests": [test.model_dump(mode="json", by_alias=True)]})
+    client = RedisConnection(url=settings.redis_url).client()
+    try:
+        RunLedger(client, run_id).open(settings.ledger_ttl_s)
+    finally:
+        client.close()
+
+
+@task(retries=0, cache_policy=NO_CACHE, persist_result=False, timeout_seconds=60)
+def plan_topology(test: BenchmarkTest, target: Target, subnet: str, run_id: str, ttl_s: int) -> RunSpec:
+    plan = plan_run(test, target, subnet, default_planner_settings(), generate_password)
+    existing = test.database.existing
+    if existing is not None and existing.password_block is not None:
+        plan = with_runner_password(plan, Secret.load(existing.password_block).get())
+    return RunSpec(run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(seconds=ttl_s))
+
+
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False, timeout_seconds=600)
-def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> None:
+def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> list[str]:
+    """Ledger first, then one queue per machine, then the machines (whose agents poll those queues)."""
+    queues = [machine_queue_name(run.run_id, machine.name) for machine in run.plan.machines]
+    client = RedisConnection(url=settings.redis_url).client()
+    try:
+        ledger = RunLedger(client, run.run_id)
+        ledger.record(LEDGER_TARGET, {"name": str(target)})
+        ledger.record(LEDGER_QUEUES, queues)
+    finally:
+        client.close()
+    asyncio.run(create_queues(queues))
     backend = open_target(target, target_settings(target, settings))
     try:
         backend.create_machines(run)
     finally:
         backend.close()
+    return queues
+
+
+@task(retries=0, cache_policy=NO_CACHE)
+def wait_for_agents(queues: list[str], timeout_s: float) -> float:
+    return asyncio.run(wait_until_ready(queues, timeout_s))
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False, timeout_seconds=900)
@@ -115,6 +151,23 @@ def start_services(run: RunSpec, target: Target, settings: OrchestrationSettings
         backend.start_services(run)
     finally:
         backend.close()
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def install_stroppy_on_runner(run: RunSpec, test: BenchmarkTest, settings: OrchestrationSettings) -> str:
+    """Idempotent (a fresh download into the run's own directory), so one retry is safe."""
+    return _dispatch_install(run.run_id, test, run.plan, settings)
+
+
+@task(retries=0, cache_policy=NO_CACHE)
+def run_load_on_runner(run: RunSpec, steps: list[LoadStep], output_dir: Path, settings: OrchestrationSettings) -> Any:
+    """The measurement: never retried."""
+    return _dispatch_load(run.run_id, steps, run.plan, output_dir, settings)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE, timeout_seconds=600)
+def teardown(run_id: str, settings: OrchestrationSettings) -> TeardownReport:
+    return tear_down(run_id, settings)
 
 
 @flow(
@@ -146,54 +199,47 @@ def test_run(
         yield
         timings[str(name)] = round(time.monotonic() - started, 2)
 
-    redis_client = RedisConnection(url=settings.redis_url).client()
-    ledger = RunLedger(redis_client, run_id)
     try:
         with step(RunStep.VALIDATE):
-            validate_suite({"name": "run", "tests": [test.model_dump(mode="json", by_alias=True)]})
-            ledger.open(settings.ledger_ttl_s)
+            validate_and_open_ledger(test, run_id, settings)
         with step(RunStep.RESERVE):
             subnet = reserve_subnet(run_id, target, len(lay_out(test).machines), settings)
         with step(RunStep.PLAN):
-            plan: RunPlan = plan_run(test, target, subnet, default_planner_settings(), generate_password)
-            existing = test.database.existing
-            if existing is not None and existing.password_block is not None:
-                plan = with_runner_password(plan, Secret.load(existing.password_block).get())
-            run = RunSpec(
-                run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(seconds=settings.ledger_ttl_s)
-            )
+            run: RunSpec = plan_topology(test, target, subnet, run_id, settings.ledger_ttl_s)
         with step(RunStep.CREATE_MACHINES):
-            ledger.record(LEDGER_TARGET, {"name": str(target)})
-            queues = [machine_queue_name(run_id, machine.name) for machine in plan.machines]
-            ledger.record(LEDGER_QUEUES, queues)
-            asyncio.run(create_queues(queues))
-            create_machines(run, target, settings)
+            queues = create_machines(run, target, settings)
         with step(RunStep.WAIT_FOR_AGENTS):
-            asyncio.run(wait_until_ready(queues, settings.agents_ready_timeout_s))
+            wait_for_agents.with_options(timeout_seconds=settings.agents_ready_timeout_s + 30)(
+                queues, settings.agents_ready_timeout_s
+            )
         with step(RunStep.START_SERVICES):
             start_services(run, target, settings)
         with step(RunStep.INSTALL):
-            binary = _dispatch_install(run_id, test, plan, settings) if test.stroppy.driver is Driver.STROPPY else ""
+            binary = ""
+            if test.stroppy.driver is Driver.STROPPY:
+                install = install_stroppy_on_runner.with_options(timeout_seconds=settings.install_timeout_s * 4 + 60)
+                binary = install(run, test, settings)
         with step(RunStep.RUN_LOAD):
             output_dir = settings.results_dir / run_id / "load"
-            steps = load_steps(test, plan.connection, settings.load_margin_s, binary)
-            outcome = _dispatch_load(run_id, steps, plan, output_dir, settings)
+            steps = load_steps(test, run.plan.connection, settings.load_margin_s, binary)
+            bound = sum(load_step.timeout_s for load_step in steps) + 2 * settings.load_margin_s
+            outcome = run_load_on_runner.with_options(timeout_seconds=bound)(run, steps, output_dir, settings)
         with step(RunStep.RESULTS):
             result = RunResult(
                 run_id=run_id, test_name=test.name, target=target, subnet=subnet,
-                machines={machine.name: machine.ip for machine in plan.machines},
-                connection=plan.connection.dsn(), load=outcome, output_dir=str(output_dir), step_seconds=timings,
+                machines={machine.name: machine.ip for machine in run.plan.machines},
+                connection=run.plan.connection.dsn(), load=outcome, output_dir=str(output_dir), step_seconds=timings,
             )  # fmt: skip
         return result
     finally:
         started = time.monotonic()
-        report: TeardownReport = tear_down(run_id, settings)
+        report: TeardownReport = teardown(run_id, settings)
         log.info("teardown in %.1f s: %s", time.monotonic() - started, report.model_dump())
-        redis_client.close()
 
 
 def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
-    """Run an edge flow on one machine's queue and return its result; it is never retried from here."""
+    """Run an edge flow on one machine's queue, once its agent polls it, and return the flow's result."""
+    asyncio.run(wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S))
     child = run_deployment(
         deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S
     )

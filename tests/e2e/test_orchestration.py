@@ -123,7 +123,10 @@ def test_a_suite_of_two_tests_completes_with_real_load_numbers() -> None:
     assert by_name["patroni"].result.connection.endswith(":6432/stroppy?sslmode=disable")
 
 
-STEPS = ["validate", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "run_load", "results"]
+STEPS = [
+    "validate", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "install", "run_load",
+    "results",
+]  # fmt: skip
 
 
 def test_a_failure_at_any_step_fails_that_test_only_and_leaves_nothing() -> None:
