@@ -5,6 +5,8 @@
 #   scripts/engine.sh stop    stops the dockerd that `start` started (never one it found running)
 # Safe to run twice. State lives in $STROPPY_STATE_DIR (default: .state/ in the checkout).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
@@ -15,19 +17,7 @@ log() { printf '[engine] %s\n' "$*" >&2; }
 
 engine_answers() { timeout 5 "$docker_cli" info >/dev/null 2>&1; }
 
-install_engine() {
-  local missing=()
-  { command -v dockerd >/dev/null && [ -x "$docker_cli" ]; } || missing+=(docker.io)
-  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    log "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
-    exit 1
-  fi
-  log "installing ${missing[*]}"
-  timeout 600 apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
+install_engine() { install_debian_packages docker.io mmdebstrap; }
 
 start() {
   install_engine

@@ -12,16 +12,8 @@ cd "$root"
 bash scripts/setup.sh
 uv run --frozen stroppy-flows validate "$suite"
 
-stop_services() {
-  bash scripts/control-plane.sh stop
-  bash scripts/engine.sh stop
-  bash scripts/services.sh stop
-}
-trap stop_services EXIT
-bash scripts/services.sh start
-bash scripts/engine.sh start
-uv run --frozen python -m infra.images build
-bash scripts/control-plane.sh start
+trap 'bash scripts/stack.sh stop' EXIT
+bash scripts/stack.sh start
 
 parameters=$(uv run --frozen python -c '
 import json, sys, yaml

@@ -4,6 +4,8 @@
 #   scripts/services.sh stop    stops what `start` started
 # Safe to run twice. State lives in $STROPPY_STATE_DIR (default: .state/ in the checkout).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
@@ -12,18 +14,7 @@ redis_pidfile=$state/redis.pid
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
-install_packages() {
-  local missing=()
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    log "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
-    exit 1
-  fi
-  log "installing ${missing[*]}"
-  timeout 600 apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
+install_packages() { install_debian_packages redis-server; }
 
 redis_answers() { timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }
 

@@ -10,20 +10,12 @@ cd "$root"
 
 bash scripts/setup.sh
 
-stop_services() {
-  bash scripts/control-plane.sh stop
-  bash scripts/engine.sh stop
-  bash scripts/services.sh stop
-}
-trap stop_services EXIT
-bash scripts/services.sh start
-bash scripts/engine.sh start
-uv run --frozen python -m infra.images build
+trap 'bash scripts/stack.sh stop' EXIT
 # The end-to-end tests serve stand-in stroppy releases (tests/e2e/test_stroppy_release.py) and bound loads tightly.
 export STROPPY_RELEASE_URL="http://{gateway}:18765/{version}/{archive}"
 export STROPPY_RELEASE_LOCK="$root/.state/stroppy-standin.lock.json"
 export STROPPY_LOAD_MARGIN_S=30
-bash scripts/control-plane.sh start
+bash scripts/stack.sh start
 
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
