@@ -1,0 +1,82 @@
+"""Thresholds against measured metrics: each check with its observed value, and the verdict they decide."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from enum import StrEnum
+
+from stroppy_domain.model import Model, Thresholds
+from stroppy_domain.results import LoadMetrics, MetricType
+from stroppy_domain.thresholds import Assertion, Operator, parse_assertion
+
+_COMPARE: dict[Operator, Callable[[float, float], bool]] = {
+    Operator.GT: operator.gt,
+    Operator.GE: operator.ge,
+    Operator.LT: operator.lt,
+    Operator.LE: operator.le,
+    Operator.EQ: operator.eq,
+    Operator.NE: operator.ne,
+}
+_ALLOWED = {
+    MetricType.TREND: {"avg", "min", "max", "med", "p"},
+    MetricType.COUNTER: {"count", "rate"},
+    MetricType.GAUGE: {"value"},
+    MetricType.RATE: {"rate"},
+}
+
+
+class Verdict(StrEnum):
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    ERROR = "ERROR"
+
+
+class ThresholdCheck(Model):
+    metric: str
+    expression: str
+    observed: float | None
+    passed: bool
+    reason: str = ""
+
+
+def _key(assertion: Assertion) -> str:
+    if assertion.percentile is None:
+        return assertion.aggregation
+    percentile = assertion.percentile
+    return f"p({int(percentile) if percentile.is_integer() else percentile})"
+
+
+def check(metric_name: str, expression: str, metrics: LoadMetrics) -> ThresholdCheck:
+    assertion = parse_assertion(expression)
+    metric = metrics.metrics.get(metric_name)
+    if metric is None:
+        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
+                              reason="the load reported no such metric")  # fmt: skip
+    if assertion.aggregation not in _ALLOWED[metric.type]:
+        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
+                              reason=f"'{assertion.aggregation}' does not apply to a {metric.type} metric")  # fmt: skip
+    observed = metric.values.get(_key(assertion))
+    if observed is None:
+        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
+                              reason=f"the summary has no {_key(assertion)} for this metric")  # fmt: skip
+    passed = _COMPARE[assertion.operator](observed, assertion.number)
+    return ThresholdCheck(metric=metric_name, expression=expression, observed=observed, passed=passed)
+
+
+def evaluate(thresholds: Thresholds, metrics: LoadMetrics) -> tuple[Verdict, list[ThresholdCheck]]:
+    """Every threshold of the test, plus those the load tool judged itself; FAILED when any did not pass."""
+    checks = [check(name, rule.threshold, metrics) for name, rules in thresholds.items() for rule in rules]
+    checked = {(item.metric, item.expression) for item in checks}
+    checks += [
+        ThresholdCheck(
+            metric=item.metric,
+            expression=item.expression,
+            observed=None,
+            passed=item.passed,
+            reason="as reported by the load tool",
+        )
+        for item in metrics.thresholds
+        if (item.metric, item.expression) not in checked
+    ]
+    return (Verdict.PASSED if all(item.passed for item in checks) else Verdict.FAILED), checks
