@@ -21,6 +21,7 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from blocks.redis import RedisConnection
@@ -34,10 +35,12 @@ from infra.reservations import SubnetReservations
 from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import open_target
 from infra.targets.base import RunSpec, machine_queue_name
-from stroppy_domain.load import LoadStep, load_steps
+from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
+from stroppy_domain.load import SUMMARY_FILE, LoadStep, load_steps
 from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.plan import RunPlan
+from stroppy_domain.results import LoadMetrics, SummaryError, measure
 from stroppy_domain.services import generate_password
 from stroppy_domain.validation import validate_suite
 
@@ -73,6 +76,10 @@ class RunResult(BaseModel):
     load: LoadOutcome
     output_dir: str
     step_seconds: dict[str, float]
+    verdict: Verdict
+    reason: str = Field(default="", description="Why the verdict is not PASSED.")
+    checks: list[ThresholdCheck] = Field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = Field(default_factory=dict, description="Metric -> aggregate -> value.")
 
 
 def run_id_for(flow_run_id: Any) -> str:
@@ -180,8 +187,10 @@ def test_run(
     test: BenchmarkTest,
     target: Target = Target.DOCKER,
     inject_failure_at: RunStep | None = None,
-) -> RunResult:
+) -> RunResult | State:
     """Provision the test's topology, run its load on the runner machine, and always tear everything down.
+
+    A verdict other than PASSED ends the run FAILED, with the full result kept as its data.
 
     `inject_failure_at` is a testing aid: the run fails on purpose at that step, to exercise teardown.
     """
@@ -225,16 +234,36 @@ def test_run(
             bound = sum(load_step.timeout_s for load_step in steps) + 2 * settings.load_margin_s
             outcome = run_load_on_runner.with_options(timeout_seconds=bound)(run, steps, output_dir, settings)
         with step(RunStep.RESULTS):
+            verdict, reason, checks, metrics = _judge(test, outcome, output_dir)
             result = RunResult(
                 run_id=run_id, test_name=test.name, target=target, subnet=subnet,
                 machines={machine.name: machine.ip for machine in run.plan.machines},
                 connection=run.plan.connection.dsn(), load=outcome, output_dir=str(output_dir), step_seconds=timings,
+                verdict=verdict, reason=reason, checks=checks,
+                metrics={name: metric.values for name, metric in metrics.metrics.items()},
             )  # fmt: skip
+        if verdict is not Verdict.PASSED:
+            return Failed(message=f"{verdict}: {reason}", data=result)
         return result
     finally:
         started = time.monotonic()
         report: TeardownReport = teardown(run_id, settings)
         log.info("teardown in %.1f s: %s", time.monotonic() - started, report.model_dump())
+
+
+def _judge(
+    test: BenchmarkTest, outcome: LoadOutcome, output_dir: Path
+) -> tuple[Verdict, str, list[ThresholdCheck], LoadMetrics]:
+    """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict."""
+    summary = output_dir / SUMMARY_FILE
+    report = "\n".join(outcome.steps[-1].output_tail) if outcome.steps else ""
+    try:
+        metrics = measure(str(test.stroppy.driver), summary.read_text() if summary.is_file() else None, report)
+    except SummaryError as error:
+        return Verdict.ERROR, f"the load's results cannot be read: {error}", [], LoadMetrics()
+    verdict, checks = evaluate(test.thresholds, metrics)
+    failed = [f"{c.metric} {c.expression} (observed {c.observed})" for c in checks if not c.passed]
+    return verdict, ("thresholds not met: " + "; ".join(failed)) if failed else "", checks, metrics
 
 
 def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:

@@ -11,6 +11,7 @@ import asyncio
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.exceptions import MissingResult
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
@@ -40,6 +41,16 @@ class SuiteResult(BaseModel):
     @property
     def failed(self) -> list[TestOutcome]:
         return [outcome for outcome in self.outcomes if outcome.state != "COMPLETED"]
+
+
+async def _failed_run_data(state: State | None) -> object:
+    """What a failed run kept: its RunResult when a threshold or its results failed it, else its exception."""
+    if state is None or not state.is_failed():
+        return None
+    try:
+        return await state.result(raise_on_failure=False)
+    except MissingResult as error:
+        return error
 
 
 @flow(name="stroppy-test-suite", persist_result=True)
@@ -72,9 +83,10 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
         if state is None or not state.is_completed():
             # The run's own teardown may not have happened (its process killed, or still running at the bound).
             await asyncio.to_thread(tear_down, run_id, settings)
+            data = await _failed_run_data(state)
             return TestOutcome(
                 test_name=test.name, run_id=run_id, state=state.type.value if state else "UNKNOWN",
-                message=state.message if state else "no state",
+                message=state.message if state else "no state", result=data if isinstance(data, RunResult) else None,
             )  # fmt: skip
         return TestOutcome(
             test_name=test.name, run_id=run_id, state="COMPLETED", result=await state.result(raise_on_failure=False)

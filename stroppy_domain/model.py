@@ -294,7 +294,7 @@ def _threshold_from_text(value: object) -> object:
 
 Thresholds = dict[
     Annotated[str, AfterValidator(check_metric_name)],
-    list[Annotated[ThresholdRule, BeforeValidator(_threshold_from_text)]],
+    list[Annotated[ThresholdRule, BeforeValidator(_threshold_from_text, json_schema_input_type=str | ThresholdRule)]],
 ]
 
 

@@ -138,3 +138,12 @@ def parse_pgbench_report(text: str) -> LoadMetrics:
         Metric(name="failed_transactions", type=MetricType.COUNTER, values={"count": found.get("failed", 0.0)}),
     ]
     return LoadMetrics(metrics={metric.name: metric for metric in metrics})
+
+
+def measure(driver: str, summary_text: str | None, report_text: str) -> LoadMetrics:
+    """The metrics of a finished load: stroppy's exported k6 summary, or pgbench's end-of-run report."""
+    if driver == "pgbench":
+        return parse_pgbench_report(report_text)
+    if summary_text is None:
+        raise SummaryError("stroppy wrote no summary file")
+    return parse_k6_summary(summary_text)

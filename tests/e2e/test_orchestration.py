@@ -132,12 +132,19 @@ STEPS = [
 def test_a_failure_at_any_step_fails_that_test_only_and_leaves_nothing() -> None:
     tests = [pgbench_test(f"fail-{step.replace('_', '-')}", INSTANCE, duration=3) for step in STEPS]
     tests.append(pgbench_test("healthy", INSTANCE, duration=3))
+    tests.append(pgbench_test("slow", INSTANCE, duration=3) | {"thresholds": {"tps": ["value>1000000"]}})
     inject = {f"fail-{step.replace('_', '-')}": step for step in STEPS}
     flow_run, result = run_suite(tests, inject)
     assert flow_run.state.is_failed()
-    assert flow_run.state.message.startswith(f"{len(STEPS)} of {len(tests)} test(s) failed")
+    assert flow_run.state.message.startswith(f"{len(STEPS) + 1} of {len(tests)} test(s) failed")
     by_name = {outcome.test_name: outcome for outcome in result.outcomes}
     assert by_name["healthy"].state == "COMPLETED"
+    assert by_name["healthy"].result.verdict == "PASSED"
+    slow = by_name["slow"]
+    assert slow.state == "FAILED" and slow.message.startswith("FAILED: thresholds not met: tps value>1000000")
+    (threshold,) = slow.result.checks
+    assert not threshold.passed and 0 < threshold.observed < 1000000
+    assert slow.result.metrics["transactions"]["count"] > 0
     for step in STEPS:
         outcome = by_name[f"fail-{step.replace('_', '-')}"]
         assert outcome.state == "FAILED", (step, outcome)
