@@ -6,6 +6,8 @@
 #   scripts/control-plane.sh stop    stops the master worker and the server
 # Needs Redis and a Docker engine for runs (scripts/services.sh, scripts/engine.sh). Safe to run twice.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
@@ -48,19 +50,9 @@ start() {
   log "master worker started (log: $state/master-worker.log)"
 }
 
-stop_pidfile() {
-  local pidfile=$1 pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
-
 stop() {
-  stop_pidfile "$state/master-worker.pid"
-  stop_pidfile "$state/prefect-server.pid"
+  stop_pidfile "$state/master-worker.pid" 10 group
+  stop_pidfile "$state/prefect-server.pid" 10 group
   log "stopped"
 }
 

@@ -15,3 +15,20 @@ install_debian_packages() {
   timeout 600 apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# stop_pidfile PIDFILE GRACE_S [group]: SIGTERM the process (or, with `group`, its process group), SIGKILL what is
+# left after GRACE_S seconds, and forget the pidfile. Does nothing without the pidfile.
+stop_pidfile() {
+  local pidfile=$1 grace=$2 pid target
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  target=$pid
+  [ "${3:-}" = group ] && target="-$pid"
+  kill -TERM -- "$target" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((grace * 10))); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "$target" 2>/dev/null || true
+  rm -f "$pidfile"
+}

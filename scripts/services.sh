@@ -36,14 +36,7 @@ start_redis() {
 
 stop_redis() {
   [ -f "$redis_pidfile" ] || return 0
-  local pid
-  pid=$(cat "$redis_pidfile")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  rm -f "$redis_pidfile"
+  stop_pidfile "$redis_pidfile" 5
   log "redis stopped"
 }
 
