@@ -1,8 +1,9 @@
 """`stroppy-test-run`: one test, from validation to teardown. Orchestration only; the rules live in stroppy_domain.
 
-Steps (DESIGN.md): validate, ledger, reserve network, plan, create machines, wait for edge agents, start services,
-run the load, results, teardown. Every resource is written to the ledger before it is created; teardown runs in
-`finally`, and from the `on_crashed`/`on_cancellation` hooks when the flow's process dies.
+Steps (DESIGN.md): validate, ledger, reserve network, plan, create machines, wait for edge agents, start services
+(and register their exporters with the metrics store), run the load, results (the verdict), report (load series,
+Grafana, raw files, the markdown artifact), teardown. Every resource is written to the ledger before it is created;
+teardown runs in `finally`, and from the `on_crashed`/`on_cancellation` hooks when the flow's process dies.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
@@ -24,14 +26,27 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
+from blocks.grafana import GrafanaConnection
 from blocks.redis import RedisConnection
 from flows.edge import InstallRequest, LoadOutcome, LoadRequest
 from flows.settings import OrchestrationSettings
-from flows.teardown import LEDGER_QUEUES, LEDGER_SUBNET, LEDGER_TARGET, TeardownReport, target_settings, tear_down
+from flows.teardown import (
+    LEDGER_QUEUES,
+    LEDGER_SCRAPE,
+    LEDGER_SUBNET,
+    LEDGER_TARGET,
+    TeardownReport,
+    machine_images,
+    metrics_store,
+    target_settings,
+    tear_down,
+)
 from infra.edge_queues import create_queues, wait_until_ready
+from infra.grafana import RUN_OVERVIEW, Grafana
 from infra.images import default_planner_settings
 from infra.ledger import RunLedger
 from infra.reservations import SubnetReservations
+from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
 from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import open_target
 from infra.targets.base import RunSpec, machine_queue_name
@@ -40,8 +55,17 @@ from stroppy_domain.load import SUMMARY_FILE, LoadStep, load_steps
 from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.plan import RunPlan
+from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
 from stroppy_domain.results import LoadMetrics, SummaryError, measure
 from stroppy_domain.services import generate_password
+from stroppy_domain.timeseries import (
+    K6_METRICS_FILE,
+    PGBENCH_LOG_PREFIX,
+    Series,
+    k6_csv_series,
+    pgbench_log_series,
+    scrape_targets,
+)
 from stroppy_domain.validation import validate_suite
 
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
@@ -60,6 +84,7 @@ class RunStep(StrEnum):
     INSTALL = "install"
     RUN_LOAD = "run_load"
     RESULTS = "results"
+    REPORT = "report"
 
 
 class InjectedFailure(RuntimeError):  # noqa: N818 - reads as the condition it reports
@@ -75,11 +100,19 @@ class RunResult(BaseModel):
     connection: str = Field(description="Where the load connected (no password).")
     load: LoadOutcome
     output_dir: str
+    started_at: datetime
+    phases: list[Phase] = Field(description="Each step's wall-clock window, up to the results.")
     step_seconds: dict[str, float]
     verdict: Verdict
     reason: str = Field(default="", description="Why the verdict is not PASSED.")
     checks: list[ThresholdCheck] = Field(default_factory=list)
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict, description="Metric -> aggregate -> value.")
+    versions: dict[str, str] = Field(default_factory=dict, description="Load tool and database software.")
+    images: list[str] = Field(default_factory=list, description="Container images of the run's services.")
+    grafana_url: str | None = Field(default=None, description="The run overview dashboard; absent without Grafana.")
+    dashboards: dict[str, str] = Field(default_factory=dict, description="Every dashboard of the run, by title.")
+    archive: str | None = Field(default=None, description="Where the run's raw files are kept.")
+    report_error: str = Field(default="", description="Why the report could not be completed, if it could not.")
 
 
 def run_id_for(flow_run_id: Any) -> str:
@@ -160,6 +193,19 @@ def start_services(run: RunSpec, target: Target, settings: OrchestrationSettings
         backend.close()
 
 
+@task(retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE, persist_result=False, timeout_seconds=60)
+def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
+    """Ledger first, then the scrape registration, so teardown always finds what to unregister."""
+    targets = scrape_targets(run.run_id, run.plan)
+    client = RedisConnection(url=settings.redis_url).client()
+    try:
+        RunLedger(client, run.run_id).record(LEDGER_SCRAPE, {"targets": len(targets)})
+    finally:
+        client.close()
+    metrics_store(settings).register_targets(run.run_id, targets)
+    return len(targets)
+
+
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def install_stroppy_on_runner(run: RunSpec, test: BenchmarkTest, settings: OrchestrationSettings) -> str:
     """Idempotent (a fresh download into the run's own directory), so one retry is safe."""
@@ -170,6 +216,37 @@ def install_stroppy_on_runner(run: RunSpec, test: BenchmarkTest, settings: Orche
 def run_load_on_runner(run: RunSpec, steps: list[LoadStep], output_dir: Path, settings: OrchestrationSettings) -> Any:
     """The measurement: never retried."""
     return _dispatch_load(run.run_id, steps, run.plan, output_dir, settings)
+
+
+@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE, timeout_seconds=300)
+def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings) -> RunResult:
+    """Load series into the metrics store, Grafana, raw files, the markdown artifact. Every part is idempotent."""
+    output_dir = Path(result.output_dir)
+    metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
+    ended_at = datetime.now(UTC)
+    if settings.grafana_block:
+        connection = GrafanaConnection.load(settings.grafana_block)
+        grafana = Grafana(
+            connection.url, connection.token.get_secret_value(), connection.folder, connection.datasource_url,
+            connection.timeout_s,
+        )  # fmt: skip
+        grafana.provision()
+        grafana.annotate(result.run_id, result.test_name, result.phases)
+        dashboards = grafana.links(result.run_id, result.started_at, ended_at)
+        result = result.model_copy(update={"dashboards": dashboards, "grafana_url": dashboards[RUN_OVERVIEW]})
+    run_dir = settings.results_dir / result.run_id
+    _write_run_files(run_dir, run.plan, result)
+    result = result.model_copy(update={"archive": _result_storage(settings).store(result.run_id, run_dir)})
+    facts = RunFacts(
+        **result.model_dump(include=set(RunFacts.model_fields) - {"ended_at", "target"}),
+        target=str(result.target), ended_at=ended_at,
+    )  # fmt: skip
+    create_markdown_artifact(
+        key=f"run-{slug(result.test_name)}",
+        markdown=run_markdown(facts),
+        description=f"{result.run_id}: {result.verdict}",
+    )
+    return result
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE, timeout_seconds=600)
@@ -197,16 +274,19 @@ def test_run(
     log = get_run_logger()
     settings = OrchestrationSettings()
     run_id = run_id_for(current_flow_run.id)
+    started_at = datetime.now(UTC)
     timings: dict[str, float] = {}
+    phases: list[Phase] = []
 
     @contextmanager
     def step(name: RunStep):  # noqa: ANN202 - a generator-based context manager
-        started = time.monotonic()
+        started, phase_start = time.monotonic(), datetime.now(UTC)
         log.info("step %s", name)
         if inject_failure_at == name:
             raise InjectedFailure(f"failure injected at step {name}")
         yield
         timings[str(name)] = round(time.monotonic() - started, 2)
+        phases.append(Phase(name=str(name), started_at=phase_start, ended_at=datetime.now(UTC)))
 
     try:
         with step(RunStep.VALIDATE):
@@ -223,27 +303,30 @@ def test_run(
             )
         with step(RunStep.START_SERVICES):
             start_services(run, target, settings)
+            watch_exporters(run, settings)
         with step(RunStep.INSTALL):
-            binary = ""
-            if test.stroppy.driver is Driver.STROPPY:
-                install = install_stroppy_on_runner.with_options(timeout_seconds=settings.install_timeout_s * 4 + 60)
-                binary = install(run, test, settings)
+            binary = _install_stroppy(run, test, settings)
         with step(RunStep.RUN_LOAD):
             output_dir = settings.results_dir / run_id / "load"
             steps = load_steps(test, run.plan.connection, settings.load_margin_s, binary)
             bound = sum(load_step.timeout_s for load_step in steps) + 2 * settings.load_margin_s
             outcome = run_load_on_runner.with_options(timeout_seconds=bound)(run, steps, output_dir, settings)
         with step(RunStep.RESULTS):
-            verdict, reason, checks, metrics = _judge(test, outcome, output_dir)
-            result = RunResult(
-                run_id=run_id, test_name=test.name, target=target, subnet=subnet,
-                machines={machine.name: machine.ip for machine in run.plan.machines},
-                connection=run.plan.connection.dsn(), load=outcome, output_dir=str(output_dir), step_seconds=timings,
-                verdict=verdict, reason=reason, checks=checks,
-                metrics={name: metric.values for name, metric in metrics.metrics.items()},
-            )  # fmt: skip
-        if verdict is not Verdict.PASSED:
-            return Failed(message=f"{verdict}: {reason}", data=result)
+            result = _judge(test, run, outcome, output_dir)
+        result = result.model_copy(
+            update={
+                "started_at": started_at, "phases": list(phases), "step_seconds": dict(timings),
+                "images": sorted({*result.images, *machine_images(target, settings)}),
+            }
+        )  # fmt: skip
+        try:
+            with step(RunStep.REPORT):
+                result = report_run(result, run, settings)
+        except Exception as error:  # the verdict stands; the run still fails, saying why its report is missing
+            result = result.model_copy(update={"report_error": str(error)})
+            return Failed(message=f"{result.verdict}, but its report failed: {error}", data=result)
+        if result.verdict is not Verdict.PASSED:
+            return Failed(message=f"{result.verdict}: {result.reason}", data=result)
         return result
     finally:
         started = time.monotonic()
@@ -251,19 +334,72 @@ def test_run(
         log.info("teardown in %.1f s: %s", time.monotonic() - started, report.model_dump())
 
 
-def _judge(
-    test: BenchmarkTest, outcome: LoadOutcome, output_dir: Path
-) -> tuple[Verdict, str, list[ThresholdCheck], LoadMetrics]:
+def _install_stroppy(run: RunSpec, test: BenchmarkTest, settings: OrchestrationSettings) -> str:
+    """The stroppy binary's path on the runner, or "" for a driver that needs no install."""
+    if test.stroppy.driver is not Driver.STROPPY:
+        return ""
+    install = install_stroppy_on_runner.with_options(timeout_seconds=settings.install_timeout_s * 4 + 60)
+    return install(run, test, settings)
+
+
+def _judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: Path) -> RunResult:
     """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict."""
     summary = output_dir / SUMMARY_FILE
     report = "\n".join(outcome.steps[-1].output_tail) if outcome.steps else ""
+    checks: list[ThresholdCheck] = []
     try:
         metrics = measure(str(test.stroppy.driver), summary.read_text() if summary.is_file() else None, report)
     except SummaryError as error:
-        return Verdict.ERROR, f"the load's results cannot be read: {error}", [], LoadMetrics()
-    verdict, checks = evaluate(test.thresholds, metrics)
-    failed = [f"{c.metric} {c.expression} (observed {c.observed})" for c in checks if not c.passed]
-    return verdict, ("thresholds not met: " + "; ".join(failed)) if failed else "", checks, metrics
+        verdict, reason, metrics = Verdict.ERROR, f"the load's results cannot be read: {error}", LoadMetrics()
+    else:
+        verdict, checks = evaluate(test.thresholds, metrics)
+        failed = [f"{c.metric} {c.expression} (observed {c.observed})" for c in checks if not c.passed]
+        reason = ("thresholds not met: " + "; ".join(failed)) if failed else ""
+    plan = run.plan
+    return RunResult(
+        run_id=run.run_id, test_name=test.name, target=plan.target, subnet=plan.subnet,
+        machines={machine.name: machine.ip for machine in plan.machines}, connection=plan.connection.dsn(),
+        load=outcome, output_dir=str(output_dir), started_at=datetime.now(UTC), phases=[], step_seconds={},
+        verdict=verdict, reason=reason, checks=checks,
+        metrics={name: metric.values for name, metric in metrics.metrics.items()},
+        versions=run_versions(test), images=sorted({c.image for m in plan.machines for c in m.containers}),
+    )  # fmt: skip
+
+
+def _load_series(output_dir: Path) -> list[Series]:
+    """The load's per-second series from whichever files its driver wrote (pgbench logs or k6 CSV output)."""
+    series: list[Series] = []
+    for path in sorted(output_dir.glob(f"{PGBENCH_LOG_PREFIX}.*")):
+        with path.open() as lines:
+            series += pgbench_log_series(lines)
+    k6_file = output_dir / K6_METRICS_FILE
+    if k6_file.is_file():
+        with k6_file.open(newline="") as lines:
+            series += k6_csv_series(lines)
+    return series
+
+
+def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
+    """Beside the load's files: the plan (passwords masked), every rendered config, each step's output, the result."""
+    (run_dir / "configs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "plan.json").write_text(plan.model_dump_json(indent=1))
+    for machine in plan.machines:
+        for container in machine.containers:
+            for file in container.files:
+                target = run_dir / "configs" / machine.name / str(container.kind) / file.path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(file.content)
+    for load_step in result.load.steps:
+        (run_dir / f"{load_step.name}.log").write_text("\n".join(load_step.output_tail) + "\n")
+    (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
+
+
+def _result_storage(settings: OrchestrationSettings) -> ResultStorage:
+    if settings.archive_s3_block:
+        from prefect_aws import S3Bucket  # noqa: PLC0415 - loaded only where S3 keeps the results
+
+        return S3ResultStorage(S3Bucket.load(settings.archive_s3_block))
+    return LocalResultStorage(settings.archive_dir)
 
 
 def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:

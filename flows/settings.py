@@ -40,4 +40,21 @@ class OrchestrationSettings(BaseSettings):
     ledger_ttl_s: int = Field(default=24 * 3600, gt=0, description="How long a run's ledger outlives its last write.")
     agents_ready_timeout_s: float = Field(default=180, gt=0, description="Bound of the wait for edge agents.")
     load_margin_s: int = Field(default=300, ge=0, description="Time a load may take beyond its duration.")
+    metrics_url: str = Field(
+        default="http://127.0.0.1:8428", description="VictoriaMetrics: scrapes the runs' exporters, stores load series."
+    )
+    metrics_targets_dir: Path = Field(
+        default=REPOSITORY / ".state" / "victoria-metrics" / "targets",
+        description="The file_sd directory VictoriaMetrics watches; a run's exporters are registered there.",
+    )
+    grafana_block: str | None = Field(
+        default=None,
+        description="Name of a `GrafanaConnection` block; without one, runs have no dashboard links or annotations.",
+    )
+    archive_dir: Path = Field(
+        default=REPOSITORY / ".state" / "archive", description="Where runs' raw files are kept (no S3 block set)."
+    )
+    archive_s3_block: str | None = Field(
+        default=None, description="Name of a prefect-aws `S3Bucket` block that keeps runs' raw files instead."
+    )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import MissingResult
@@ -19,6 +20,7 @@ from flows.run import RunResult, RunStep, run_id_for
 from flows.settings import OrchestrationSettings
 from flows.teardown import tear_down
 from stroppy_domain.model import Suite
+from stroppy_domain.reports import SuiteRow, slug
 
 TEST_RUN_DEPLOYMENT = "stroppy-test-run/run"
 PROVISIONING_BOUND_S = 1800
@@ -51,6 +53,14 @@ async def _failed_run_data(state: State | None) -> object:
         return await state.result(raise_on_failure=False)
     except MissingResult as error:
         return error
+
+
+def _row(outcome: TestOutcome) -> SuiteRow:
+    run = outcome.result
+    return SuiteRow(
+        test=outcome.test_name, state=outcome.state, verdict=str(run.verdict) if run else "-",
+        run_id=outcome.run_id or "-", message=outcome.message or "", grafana=(run.grafana_url or "") if run else "",
+    )  # fmt: skip
 
 
 @flow(name="stroppy-test-suite", persist_result=True)
@@ -96,6 +106,11 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
     result = SuiteResult(suite=suite.name, outcomes=list(outcomes))
     for outcome in result.outcomes:
         log.info("%s: %s %s", outcome.test_name, outcome.state, outcome.message or "")
+    await acreate_table_artifact(
+        key=f"suite-{slug(suite.name)}",
+        table=[_row(outcome).model_dump() for outcome in result.outcomes],
+        description=f"{suite.name}: {len(result.outcomes) - len(result.failed)} of {len(result.outcomes)} completed",
+    )
     if result.failed:
         names = ", ".join(outcome.test_name for outcome in result.failed)
         return Failed(message=f"{len(result.failed)} of {len(result.outcomes)} test(s) failed: {names}", data=result)

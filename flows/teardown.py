@@ -16,6 +16,7 @@ from flows.settings import OrchestrationSettings
 from infra.edge_queues import delete_queues
 from infra.images import ImageSet
 from infra.ledger import RunLedger
+from infra.metrics_store import VictoriaMetrics
 from infra.reservations import SubnetReservations
 from infra.targets import open_target
 from infra.targets.docker import DockerTargetSettings
@@ -25,6 +26,7 @@ from stroppy_domain.settings import AddressSpace
 LEDGER_TARGET = "target"
 LEDGER_SUBNET = "subnet"
 LEDGER_QUEUES = "queues"
+LEDGER_SCRAPE = "scrape"
 
 logger = logging.getLogger("stroppy.teardown")
 
@@ -34,6 +36,7 @@ class TeardownReport(BaseModel):
     removed: dict[str, int] = Field(default_factory=dict)
     released_subnet: str | None = None
     deleted_queues: int = 0
+    unwatched_exporters: bool = False
 
 
 def docker_target_settings(settings: OrchestrationSettings) -> DockerTargetSettings:
@@ -53,10 +56,21 @@ def docker_target_settings(settings: OrchestrationSettings) -> DockerTargetSetti
     )
 
 
+def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
+    return VictoriaMetrics(settings.metrics_url, settings.metrics_targets_dir)
+
+
 def target_settings(target: Target, settings: OrchestrationSettings) -> object:
     if target is Target.DOCKER:
         return docker_target_settings(settings)
     raise ValueError(f"target {target} has no settings in this installation yet")
+
+
+def machine_images(target: Target, settings: OrchestrationSettings) -> list[str]:
+    """The images the target boots its machines from (the edge agent and the load tools), for run reports."""
+    if target is Target.DOCKER:
+        return [docker_target_settings(settings).machine_image]
+    return []
 
 
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
@@ -75,6 +89,9 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
             finally:
                 backend.close()
             ledger.forget(LEDGER_TARGET)
+        if LEDGER_SCRAPE in entries:
+            report.unwatched_exporters = metrics_store(settings).remove_targets(run_id)
+            ledger.forget(LEDGER_SCRAPE)
         if LEDGER_QUEUES in entries:
             report.deleted_queues = asyncio.run(delete_queues(entries[LEDGER_QUEUES]))
             ledger.forget(LEDGER_QUEUES)

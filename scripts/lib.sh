@@ -32,3 +32,15 @@ stop_pidfile() {
   kill -KILL -- "$target" 2>/dev/null || true
   rm -f "$pidfile"
 }
+
+# wait_until_answers NAME ADDRESS LOGFILE CHECK...: runs CHECK every 0.1 s for at most 10 s; exits if it never passes.
+wait_until_answers() {
+  local name=$1 address=$2 logfile=$3
+  shift 3
+  for _ in $(seq 1 100); do
+    "$@" && { log "$name ready on $address"; return 0; }
+    sleep 0.1
+  done
+  log "$name did not answer within 10 s; see $logfile"
+  exit 1
+}

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start or stop the services the tests and benchmarks use, on loopback only.
-#   scripts/services.sh start   installs what is missing (Debian packages), starts Redis, waits until it answers
+#   scripts/services.sh start   installs what is missing (Debian packages), starts Redis and VictoriaMetrics,
+#                               waits until each answers
 #   scripts/services.sh stop    stops what `start` started
+# VictoriaMetrics scrapes the targets that runs register as file_sd files in $state/victoria-metrics/targets
+# (STROPPY_METRICS_TARGETS_DIR for the master), and serves queries and imports on 127.0.0.1:8428.
 # Safe to run twice. State lives in $STROPPY_STATE_DIR (default: .state/ in the checkout).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -11,10 +14,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
 redis_port=${STROPPY_REDIS_PORT:-6379}
 redis_pidfile=$state/redis.pid
+vm_port=${STROPPY_VM_PORT:-8428}
+vm_dir=$state/victoria-metrics
+vm_pidfile=$state/victoria-metrics.pid
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
-install_packages() { install_debian_packages redis-server; }
+install_packages() { install_debian_packages curl redis-server victoria-metrics; }
 
 redis_answers() { timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }
 
@@ -26,12 +32,7 @@ start_redis() {
   mkdir -p "$state"
   redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes --pidfile "$redis_pidfile" \
     --dir "$state" --save '' --appendonly no --logfile "$state/redis.log"
-  for _ in $(seq 1 100); do
-    redis_answers && { log "redis ready on 127.0.0.1:$redis_port"; return 0; }
-    sleep 0.1
-  done
-  log "redis did not answer within 10 s; see $state/redis.log"
-  exit 1
+  wait_until_answers redis "127.0.0.1:$redis_port" "$state/redis.log" redis_answers
 }
 
 stop_redis() {
@@ -40,8 +41,40 @@ stop_redis() {
   log "redis stopped"
 }
 
+vm_answers() { curl -fsS -m 2 "http://127.0.0.1:$vm_port/health" >/dev/null 2>&1; }
+
+start_victoria_metrics() {
+  if vm_answers; then
+    log "victoria-metrics already answers on 127.0.0.1:$vm_port"
+    return 0
+  fi
+  mkdir -p "$vm_dir/targets" "$vm_dir/data"
+  cat >"$vm_dir/scrape.yml" <<YAML
+global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+scrape_configs:
+  - job_name: stroppy-runs
+    file_sd_configs:
+      - files: ["$vm_dir/targets/*.json"]
+YAML
+  # Short discovery and visibility delays: a run registers its exporters seconds before its load starts, and its
+  # dashboards are checked right after it ends. Deduplication makes a retried import of the same samples harmless.
+  nohup victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$vm_dir/data" \
+    -retentionPeriod=30d -promscrape.config="$vm_dir/scrape.yml" -promscrape.fileSDCheckInterval=2s \
+    -search.latencyOffset=2s -dedup.minScrapeInterval=1s >"$state/victoria-metrics.log" 2>&1 &
+  echo $! >"$vm_pidfile"
+  wait_until_answers victoria-metrics "127.0.0.1:$vm_port" "$state/victoria-metrics.log" vm_answers
+}
+
+stop_victoria_metrics() {
+  [ -f "$vm_pidfile" ] || return 0
+  stop_pidfile "$vm_pidfile" 10
+  log "victoria-metrics stopped"
+}
+
 case "${1:-}" in
-  start) install_packages; start_redis ;;
-  stop) stop_redis ;;
+  start) install_packages; start_redis; start_victoria_metrics ;;
+  stop) stop_victoria_metrics; stop_redis ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

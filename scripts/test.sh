@@ -15,6 +15,8 @@ trap 'bash scripts/stack.sh stop' EXIT
 export STROPPY_RELEASE_URL="http://{gateway}:18765/{version}/{archive}"
 export STROPPY_RELEASE_LOCK="$root/.state/stroppy-standin.lock.json"
 export STROPPY_LOAD_MARGIN_S=30
+# Runs annotate and link Grafana through the stand-in the end-to-end tests serve (tests/e2e/conftest.py).
+export STROPPY_GRAFANA_BLOCK=grafana-standin
 bash scripts/stack.sh start
 
 uv run --frozen ruff check .

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from stroppy_domain.model import Model, Thresholds
 from stroppy_domain.results import LoadMetrics, MetricType
-from stroppy_domain.thresholds import Assertion, Operator, parse_assertion
+from stroppy_domain.thresholds import Assertion, Operator, canonical_metric_name, parse_assertion
 
 _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
     Operator.GT: operator.gt,
@@ -49,7 +49,8 @@ def _key(assertion: Assertion) -> str:
 
 def check(metric_name: str, expression: str, metrics: LoadMetrics) -> ThresholdCheck:
     assertion = parse_assertion(expression)
-    metric = metrics.metrics.get(metric_name)
+    wanted = canonical_metric_name(metric_name)
+    metric = next((m for name, m in metrics.metrics.items() if canonical_metric_name(name) == wanted), None)
     if metric is None:
         return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
                               reason="the load reported no such metric")  # fmt: skip

@@ -11,6 +11,7 @@ from pydantic import Field
 from stroppy_domain.model import BenchmarkTest, Driver, Model
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
+from stroppy_domain.timeseries import K6_METRICS_FILE
 
 PROGRESS_INTERVAL_S = 5
 INIT_TIMEOUT_S = 1800
@@ -84,7 +85,8 @@ def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, marg
     """stroppy's k6-based CLI: generate the workload's script, then run it with the k6 summary exported.
 
     The database is named by `DRIVER_URL` without a password; pgx reads it from `PGPASSFILE`. Both majors run the
-    generated files from the output directory; major 5 (k6 1.x inside) also asks for k6's full summary mode.
+    generated files from the output directory and have k6 write every sample to a CSV file (the load's time series);
+    major 5 (k6 1.x inside) also asks for k6's full summary mode.
     """
     load = test.stroppy
     if load.version is None:
@@ -98,7 +100,7 @@ def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, marg
         "DURATION": f"{load.duration}s",
     }
     script, sql = f"{workload}.ts", f"{workload}.sql"
-    k6_arguments = ["--summary-export", SUMMARY_FILE]
+    k6_arguments = ["--summary-export", SUMMARY_FILE, "--out", f"csv={K6_METRICS_FILE}"]
     if major >= 5:
         k6_arguments = ["--summary-mode", "full", *k6_arguments]
     return [

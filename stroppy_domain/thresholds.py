@@ -55,6 +55,16 @@ def parse_assertion(expression: str) -> Assertion:
     )
 
 
+def canonical_metric_name(name: str) -> str:
+    """`name{ tag : value, other:x }` -> `name{tag:value,other:x}`: k6 trims each tag's key and value, so a
+    threshold and a summary key that differ only in spaces name the same submetric."""
+    base, brace, filters = name.partition("{")
+    if not brace:
+        return name.strip()
+    pairs = [pair.split(":", 1) for pair in filters.rstrip().removesuffix("}").split(",") if pair.strip()]
+    return base.strip() + "{" + ",".join(":".join(part.strip() for part in pair) for pair in pairs) + "}"
+
+
 def check_metric_name(name: str) -> str:
     """A metric name with an optional `{tag:value}` filter, as k6 accepts it."""
     if not _METRIC.match(name):

@@ -7,9 +7,14 @@ users and CI start them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +26,18 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from blocks.redis import RedisConnection
-from flows.run import run_id_for
+from flows.run import RunResult, run_id_for
 from flows.settings import OrchestrationSettings
 from flows.suite import SuiteResult
+from flows.teardown import metrics_store
 from infra.edge_queues import EDGE_POOL
+from infra.grafana import dashboards, panel_queries
 from infra.ledger import open_ledgers
 from infra.reservations import SubnetReservations
 from infra.targets.base import LABEL_RUN_ID
 from stroppy_domain.model import Target
 from stroppy_domain.settings import PlannerSettings
+from tests.standin.grafana_standin import GrafanaStandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
 
@@ -39,24 +47,18 @@ INSTANCE = {"instance": {"hardware": HARDWARE}}
 PATRONI_BEHIND_PGBOUNCER = {
     "cluster": {
         "topology": {"settings": {"patroni": {}}, "master_hardware": HARDWARE, "replica_hardware": HARDWARE,
-                     "replicas": 1},
+                     "replicas": 1, "monitor": True},
         "addons": {"etcd": {"size": 1, "placement": {"colocate": {"scope": "master"}}},
-                   "pgbouncer": {"placement": {"colocate": {"scope": "master"}}}},
+                   "pgbouncer": {"placement": {"colocate": {"scope": "master"}}, "monitor": True}},
     }
 }  # fmt: skip
+PREFECT = Path(sys.executable).parent / "prefect"
+RATE_INTERVAL = "30s"
 
 
 def pgbench_test(name: str, database: dict, duration: int = 8) -> dict[str, Any]:
     load = {"driver": "pgbench", "workload": "tpcb", "scale": 1, "duration": duration, "clients": 2}
     return {"name": name, "stroppy": load, "database": database}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def control_plane() -> None:
-    try:
-        httpx.get(f"{API_URL}/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as error:
-        pytest.fail(f"no Prefect server at {API_URL}; start it with `bash scripts/control-plane.sh start`: {error}")
 
 
 def leftovers(run_id: str) -> dict[str, list[str]]:
@@ -106,8 +108,69 @@ def run_suite(
     return flow_run, result
 
 
-def test_a_suite_of_two_tests_completes_with_real_load_numbers() -> None:
-    flow_run, result = run_suite([pgbench_test("single", INSTANCE), pgbench_test("patroni", PATRONI_BEHIND_PGBOUNCER)])
+def run_suite_from_ci(tests: list[dict], name: str) -> tuple[int, str, FlowRun, SuiteResult]:
+    """The way CI starts a suite: `prefect deployment run ... --watch`; returns its exit code and the suite's result."""
+    parameters = json.dumps({"suite": {"name": name, "tests": tests}})
+    command = [str(PREFECT), "deployment", "run", "stroppy-test-suite/suite", "--params", parameters, "--watch",
+               "--watch-interval", "2", "--watch-timeout", "1500"]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1600, check=False)
+    output = finished.stdout + finished.stderr
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert match, output
+    flow_run = asyncio.run(_read_flow_run(match.group(1)))
+    result = flow_run.state.result(raise_on_failure=False)
+    assert isinstance(result, SuiteResult), (result, output)
+    return finished.returncode, output, flow_run, result
+
+
+async def _read_flow_run(flow_run_id: str) -> FlowRun:
+    async with get_client() as client:
+        return await client.read_flow_run(flow_run_id)
+
+
+def latest_artifact(key: str) -> dict[str, Any]:
+    response = httpx.get(f"{API_URL}/artifacts/{key}/latest", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def assert_reported(run: RunResult, grafana: GrafanaStandIn) -> None:
+    """The run's report: Grafana links and annotations, archived raw files, its markdown artifact."""
+    assert run.grafana_url and run.grafana_url.startswith(grafana.url + "/d/stroppy-run-overview/"), run.grafana_url
+    assert f"var-run_id={run.run_id}" in run.grafana_url
+    assert sorted(run.dashboards) == sorted(board["title"] for board in dashboards())
+    phases = {tag for a in grafana.state.annotations if run.run_id in a["tags"] for tag in a["tags"]}
+    assert {"phase:start_services", "phase:run_load", "phase:results"} <= phases
+    archive = Path(run.archive)
+    for name in ("plan.json", "result.json", "pgbench-run.log"):
+        assert (archive / name).is_file(), name
+    assert any(path.name.startswith("pgbench_log") for path in (archive / "load").iterdir())
+    plan = (archive / "plan.json").read_text()
+    assert '"content": "**********"' in plan, "secret files must be masked in the archived plan"
+    report = latest_artifact(f"run-{run.test_name}")
+    assert report["type"] == "markdown" and report["data"].startswith(f"# {run.test_name}: {run.verdict}")
+    assert run.grafana_url in report["data"]
+    assert not metrics_store(OrchestrationSettings()).targets_file(run.run_id).exists()
+
+
+def assert_dashboards_show(run: RunResult) -> None:
+    """Every panel query of every dashboard, with the run's id, returns series from the real VictoriaMetrics."""
+    store = metrics_store(OrchestrationSettings())
+    start, end = run.started_at - timedelta(seconds=30), datetime.now(UTC)
+    empty = []
+    for board in dashboards():
+        for title, expression in panel_queries(board):
+            query = expression.replace("$run_id", run.run_id).replace("$__rate_interval", RATE_INTERVAL)
+            if not store.query_range(query, start, end, 5):
+                empty.append(f"{board['title']} / {title}: {query}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_a_suite_of_two_tests_completes_from_ci_with_numbers_dashboards_and_reports(grafana: GrafanaStandIn) -> None:
+    tests = [pgbench_test("single", INSTANCE), pgbench_test("patroni", PATRONI_BEHIND_PGBOUNCER)]
+    returncode, output, flow_run, result = run_suite_from_ci(tests, "e2e-ci-passing")
+    assert returncode == 0, output
+    assert "finished successfully in 'Completed'" in output
     assert flow_run.state.is_completed(), [(o.test_name, o.state, o.message) for o in result.outcomes]
     by_name = {outcome.test_name: outcome for outcome in result.outcomes}
     assert sorted(by_name) == ["patroni", "single"]
@@ -119,32 +182,54 @@ def test_a_suite_of_two_tests_completes_with_real_load_numbers() -> None:
         assert tps_lines and float(tps_lines[0].split()[2]) > 0, measured.output_tail
         assert any(name.startswith("pgbench_log") for name in run.load.files)
         assert all((Path(run.output_dir) / name).is_file() for name in run.load.files)
+        assert_reported(run, grafana)
         assert leftovers(run.run_id) == NOTHING
     assert by_name["patroni"].result.connection.endswith(":6432/stroppy?sslmode=disable")
+    assert_dashboards_show(by_name["patroni"].result)
+    table = latest_artifact("suite-e2e-ci-passing")
+    rows = json.loads(table["data"])
+    assert sorted((row["test"], row["state"], row["verdict"]) for row in rows) == [
+        ("patroni", "COMPLETED", "PASSED"), ("single", "COMPLETED", "PASSED")
+    ]  # fmt: skip
+    assert all(row["grafana"].startswith(grafana.url) for row in rows)
+
+
+def test_a_failing_threshold_makes_the_ci_command_fail_and_keeps_the_result(grafana: GrafanaStandIn) -> None:
+    slow = pgbench_test("slow", INSTANCE, duration=3) | {"thresholds": {"tps": ["value>1000000"]}}
+    returncode, output, flow_run, result = run_suite_from_ci([slow], "e2e-ci-failing")
+    assert returncode != 0, output
+    assert "finished in state 'Failed'" in output
+    assert flow_run.state.is_failed()
+    (outcome,) = result.outcomes
+    assert outcome.state == "FAILED" and outcome.message.startswith("FAILED: thresholds not met: tps value>1000000")
+    (threshold,) = outcome.result.checks
+    assert not threshold.passed and 0 < threshold.observed < 1000000
+    assert outcome.result.metrics["transactions"]["count"] > 0
+    assert_reported(outcome.result, grafana)
+    assert "| tps | `value>1000000` |" in latest_artifact("run-slow")["data"]
+    (row,) = json.loads(latest_artifact("suite-e2e-ci-failing")["data"])
+    assert (row["test"], row["state"], row["verdict"]) == ("slow", "FAILED", "FAILED")
+    assert leftovers(outcome.run_id) == NOTHING
 
 
 STEPS = [
     "validate", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "install", "run_load",
-    "results",
+    "results", "report",
 ]  # fmt: skip
 
 
 def test_a_failure_at_any_step_fails_that_test_only_and_leaves_nothing() -> None:
     tests = [pgbench_test(f"fail-{step.replace('_', '-')}", INSTANCE, duration=3) for step in STEPS]
     tests.append(pgbench_test("healthy", INSTANCE, duration=3))
-    tests.append(pgbench_test("slow", INSTANCE, duration=3) | {"thresholds": {"tps": ["value>1000000"]}})
     inject = {f"fail-{step.replace('_', '-')}": step for step in STEPS}
     flow_run, result = run_suite(tests, inject)
     assert flow_run.state.is_failed()
-    assert flow_run.state.message.startswith(f"{len(STEPS) + 1} of {len(tests)} test(s) failed")
+    assert flow_run.state.message.startswith(f"{len(STEPS)} of {len(tests)} test(s) failed")
     by_name = {outcome.test_name: outcome for outcome in result.outcomes}
     assert by_name["healthy"].state == "COMPLETED"
     assert by_name["healthy"].result.verdict == "PASSED"
-    slow = by_name["slow"]
-    assert slow.state == "FAILED" and slow.message.startswith("FAILED: thresholds not met: tps value>1000000")
-    (threshold,) = slow.result.checks
-    assert not threshold.passed and 0 < threshold.observed < 1000000
-    assert slow.result.metrics["transactions"]["count"] > 0
+    reported_late = by_name["fail-report"].result
+    assert reported_late.verdict == "PASSED" and "failure injected at step report" in reported_late.report_error
     for step in STEPS:
         outcome = by_name[f"fail-{step.replace('_', '-')}"]
         assert outcome.state == "FAILED", (step, outcome)

@@ -39,8 +39,8 @@ def test_pgbench_initialises_then_runs_for_the_duration() -> None:
 @pytest.mark.parametrize(
     ("version", "k6_arguments"),
     [
-        ("v2.4.0", ["--summary-export", "summary.json"]),
-        ("v5.0.0", ["--summary-mode", "full", "--summary-export", "summary.json"]),
+        ("v2.4.0", ["--summary-export", "summary.json", "--out", "csv=k6_metrics.csv"]),
+        ("v5.0.0", ["--summary-mode", "full", "--summary-export", "summary.json", "--out", "csv=k6_metrics.csv"]),
     ],
 )
 def test_stroppy_command_shapes(version: str, k6_arguments: list[str]) -> None:

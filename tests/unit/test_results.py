@@ -30,6 +30,7 @@ SHAPE_B = {
                                     "p(99)": 180.2, "thresholds": {"p(90)<5000": False}},
         "checks": {"value": 0.982, "passes": 9820, "fails": 180, "thresholds": {"rate>0.99": True}},
         "iterations": {"count": 10000, "rate": 16.66},
+        "tx_duration{type:new_order}": {"avg": 12.5, "p(95)": 30.0},
     }
 }  # fmt: skip
 SHAPE_C = {
@@ -103,6 +104,9 @@ CHECKS = [
     ("iterations", "avg<1", None, False, "does not apply to a counter"),
     ("tpcc_new_order_duration", "p(99.9)<1", None, False, "no p(99.9)"),
     ("absent", "rate>0", None, False, "no such metric"),
+    ("tx_duration{type:new_order}", "p(95)<50", 30.0, True, ""),
+    ("tx_duration{ type : new_order }", "avg<10", 12.5, False, ""),
+    ("tx_duration{type:payment}", "avg<10", None, False, "no such metric"),
 ]
 
 

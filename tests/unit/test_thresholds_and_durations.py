@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stroppy_domain.durations import parse_duration
-from stroppy_domain.thresholds import Operator, check_metric_name, parse_assertion
+from stroppy_domain.thresholds import Operator, canonical_metric_name, check_metric_name, parse_assertion
 
 ASSERTIONS = [
     ("p(95)<200", "p", Operator.LT, 200.0, 95.0),
@@ -40,6 +40,14 @@ def test_bad_assertions(text: str) -> None:
 @pytest.mark.parametrize("name", ["http_req_duration", "tpcc_new_order{type:new_order}", "checks", "a.b"])
 def test_metric_names(name: str) -> None:
     assert check_metric_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [("checks", "checks"), ("m{ a : b }", "m{a:b}"), ("m{a:b, c:d}", "m{a:b,c:d}"), ("m{a:b c}", "m{a:b c}")],
+)
+def test_canonical_metric_names(name: str, canonical: str) -> None:
+    assert canonical_metric_name(name) == canonical
 
 
 @pytest.mark.parametrize("name", ["bad name", "1abc", "m{tag}", "m{a:b}{c:d}"])

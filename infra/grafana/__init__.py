@@ -1,0 +1,150 @@
+"""Grafana: the run dashboards (JSON beside this file), provisioned idempotently, and a run's phase annotations.
+
+`grafana_client` is imported on first use, so installations without Grafana never load it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from stroppy_domain.reports import Dashboard, Phase, dashboard_url
+
+DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE_UID = "stroppy-victoria-metrics"
+FOLDER_UID = "stroppy"
+ANNOTATION_TAG = "stroppy"
+RUN_OVERVIEW = "Stroppy: run overview"
+
+
+class GrafanaError(RuntimeError):
+    """Grafana refused or could not be reached; says which call and why."""
+
+
+class ProvisionReport(BaseModel):
+    created: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+
+
+@cache
+def dashboards() -> tuple[dict[str, Any], ...]:
+    """The dashboards kept in the repository, in file-name order."""
+    return tuple(json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json")))
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL expression) of every query of every panel."""
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+class Grafana:
+    """One Grafana organisation, reached with a service-account token."""
+
+    def __init__(self, url: str, token: str, folder: str, datasource_url: str, timeout_s: float = 10.0) -> None:
+        from grafana_client import GrafanaApi  # noqa: PLC0415 - loaded only where Grafana is configured
+
+        self.url = url.rstrip("/")
+        self.folder = folder
+        self.datasource_url = datasource_url
+        self._api = GrafanaApi.from_url(self.url, credential=token, timeout=timeout_s)
+
+    def provision(self) -> ProvisionReport:
+        """Folder, VictoriaMetrics datasource and dashboards: created when missing, updated only when different."""
+        report = ProvisionReport()
+        self._ensure_folder(report)
+        self._ensure_datasource(report)
+        for dashboard in dashboards():
+            self._ensure_dashboard(dashboard, report)
+        return report
+
+    def annotate(self, run_id: str, test_name: str, phases: list[Phase]) -> int:
+        """One region annotation per phase, tagged with the run; a phase already annotated is not repeated."""
+        existing = self._call(
+            "find annotations", self._api.annotations.find_annotations, tags=[ANNOTATION_TAG, run_id], limit=1000
+        )
+        done = {tag for annotation in existing for tag in annotation.get("tags", [])}
+        created = 0
+        for phase in phases:
+            if f"phase:{phase.name}" in done:
+                continue
+            self._call(
+                "add annotation",
+                self._api.annotations.add_annotation,
+                time_from=int(phase.started_at.timestamp() * 1000),
+                time_to=int(phase.ended_at.timestamp() * 1000),
+                tags=[ANNOTATION_TAG, run_id, f"phase:{phase.name}"],
+                text=f"{test_name}: {phase.name}",
+            )
+            created += 1
+        return created
+
+    def links(self, run_id: str, start: datetime, end: datetime) -> dict[str, str]:
+        return {
+            board["title"]: dashboard_url(
+                self.url, Dashboard(uid=board["uid"], title=board["title"]), run_id, start, end
+            )
+            for board in dashboards()
+        }
+
+    def _ensure_folder(self, report: ProvisionReport) -> None:
+        if self._lookup("folder", self._api.folder.get_folder, FOLDER_UID) is None:
+            self._call("create folder", self._api.folder.create_folder, self.folder, uid=FOLDER_UID)
+            report.created.append(f"folder {FOLDER_UID}")
+        else:
+            report.unchanged.append(f"folder {FOLDER_UID}")
+
+    def _ensure_datasource(self, report: ProvisionReport) -> None:
+        wanted = {
+            "uid": DATASOURCE_UID, "name": "Stroppy VictoriaMetrics", "type": "prometheus", "access": "proxy",
+            "url": self.datasource_url, "jsonData": {"httpMethod": "POST", "timeInterval": "5s"},
+        }  # fmt: skip
+        current = self._lookup("datasource", self._api.datasource.get_datasource_by_uid, DATASOURCE_UID)
+        name = f"datasource {DATASOURCE_UID}"
+        if current is None:
+            self._call("create datasource", self._api.datasource.create_datasource, wanted)
+            report.created.append(name)
+        elif any(current.get(key) != value for key, value in wanted.items()):
+            self._call("update datasource", self._api.datasource.update_datasource_by_uid, DATASOURCE_UID, wanted)
+            report.updated.append(name)
+        else:
+            report.unchanged.append(name)
+
+    def _ensure_dashboard(self, dashboard: dict[str, Any], report: ProvisionReport) -> None:
+        name = f"dashboard {dashboard['uid']}"
+        current = self._lookup("dashboard", self._api.dashboard.get_dashboard, dashboard["uid"])
+        if current is not None:
+            stored = {key: value for key, value in current["dashboard"].items() if key not in {"id", "version"}}
+            if stored == dashboard and current.get("meta", {}).get("folderUid") == FOLDER_UID:
+                report.unchanged.append(name)
+                return
+        payload = {"dashboard": dashboard | {"id": None}, "folderUid": FOLDER_UID, "overwrite": True}
+        self._call("save dashboard", self._api.dashboard.update_dashboard, payload)
+        (report.created if current is None else report.updated).append(name)
+
+    def _lookup(self, what: str, method: Any, uid: str) -> dict[str, Any] | None:
+        from grafana_client.client import GrafanaClientError  # noqa: PLC0415
+
+        try:
+            return self._call(f"read {what} {uid}", method, uid)
+        except GrafanaError as error:
+            if isinstance(error.__cause__, GrafanaClientError) and error.__cause__.status_code == 404:
+                return None
+            raise
+
+    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        from grafana_client.client import GrafanaException  # noqa: PLC0415
+
+        try:
+            return method(*args, **kwargs)
+        except GrafanaException as error:
+            raise GrafanaError(
+                f"Grafana at {self.url}: {action} failed ({error.status_code}): {error.message}"
+            ) from error
+        except OSError as error:
+            raise GrafanaError(f"Grafana at {self.url}: {action} failed, unreachable: {error}") from error

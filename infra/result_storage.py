@@ -1,0 +1,58 @@
+"""Result storage: where a run's raw files (summaries, load logs, rendered configs, the plan, the result) are kept.
+
+A local directory by default; an S3 bucket through a `prefect-aws` `S3Bucket` block when one is configured. Storing
+is idempotent: a retry writes the same files to the same keys.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ResultStorageError(RuntimeError):
+    """A file could not be stored; names the file and the destination."""
+
+
+class ResultStorage(Protocol):
+    def store(self, run_id: str, source: Path) -> str:
+        """Store every file under `source` as the run's files; return where they are."""
+        ...
+
+
+def _files(source: Path) -> list[Path]:
+    return sorted(path for path in source.rglob("*") if path.is_file())
+
+
+class LocalResultStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def store(self, run_id: str, source: Path) -> str:
+        destination = self.root / run_id
+        for path in _files(source):
+            target = destination / path.relative_to(source)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            except OSError as error:
+                raise ResultStorageError(f"cannot store {path} in {target}: {error}") from error
+        return str(destination)
+
+
+class S3ResultStorage:
+    """Through a `prefect_aws.S3Bucket`; keys are `<bucket_folder>/<run_id>/<relative path>`."""
+
+    def __init__(self, bucket: Any) -> None:
+        self.bucket = bucket
+
+    def store(self, run_id: str, source: Path) -> str:
+        for path in _files(source):
+            key = f"{run_id}/{path.relative_to(source).as_posix()}"
+            try:
+                self.bucket.upload_from_path(path, key)
+            except Exception as error:  # botocore raises many unrelated types; all mean "not stored"
+                raise ResultStorageError(f"cannot store {path} in s3://{self.bucket.bucket_name}: {error}") from error
+        folder = self.bucket.bucket_folder.strip("/")
+        return f"s3://{self.bucket.bucket_name}/" + (f"{folder}/" if folder else "") + run_id

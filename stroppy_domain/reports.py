@@ -1,0 +1,134 @@
+"""What a run or suite report says: Grafana links scoped to a run, the run's markdown, the suite's table. Pure."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import urlencode
+
+from pydantic import Field
+
+from stroppy_domain.checks import ThresholdCheck, Verdict
+from stroppy_domain.model import BenchmarkTest, Model
+
+
+class Dashboard(Model):
+    uid: str
+    title: str
+
+
+class Phase(Model):
+    """One step of a run, by wall-clock time: what Grafana annotates."""
+
+    name: str
+    started_at: datetime
+    ended_at: datetime
+
+
+class RunFacts(Model):
+    """Everything a run's report shows."""
+
+    test_name: str
+    run_id: str
+    target: str
+    verdict: Verdict
+    reason: str = ""
+    started_at: datetime
+    ended_at: datetime
+    checks: list[ThresholdCheck] = Field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    dashboards: dict[str, str] = Field(default_factory=dict, description="Dashboard title -> URL.")
+    versions: dict[str, str] = Field(default_factory=dict, description="What ran: driver, stroppy, PostgreSQL.")
+    images: list[str] = Field(default_factory=list)
+    archive: str | None = None
+
+
+class SuiteRow(Model):
+    test: str
+    state: str
+    verdict: str
+    run_id: str
+    message: str
+    grafana: str
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and dashes: what Prefect accepts as an artifact key and Grafana as a slug."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unnamed"
+
+
+def dashboard_url(base_url: str, dashboard: Dashboard, run_id: str, start: datetime, end: datetime) -> str:
+    """The dashboard with its `run_id` variable set and its time range the run's window (epoch milliseconds)."""
+    query = urlencode({"var-run_id": run_id, "from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)})
+    return f"{base_url.rstrip('/')}/d/{dashboard.uid}/{slug(dashboard.title)}?{query}"
+
+
+def run_versions(test: BenchmarkTest) -> dict[str, str]:
+    """What a run's numbers depend on besides the topology: the load tool and the database software."""
+    load = test.stroppy
+    versions = {"driver": str(load.driver), "workload": str(load.workload)}
+    if load.version:
+        versions["stroppy"] = load.version
+    database = test.database.instance or (test.database.cluster.topology if test.database.cluster else None)
+    if database is not None:
+        settings = database.settings
+        versions |= {"postgresql": str(settings.version), "storage engine": str(settings.storage_engine)}
+        versions["patroni"] = "yes" if settings.patroni_enabled else "no"
+    else:
+        versions["database"] = "existing"
+    return versions
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"
+
+
+def run_markdown(facts: RunFacts) -> str:
+    seconds = (facts.ended_at - facts.started_at).total_seconds()
+    lines = [
+        f"# {facts.test_name}: {facts.verdict}",
+        "",
+        f"Run `{facts.run_id}` on {facts.target}, {facts.started_at:%Y-%m-%d %H:%M:%S} to "
+        f"{facts.ended_at:%H:%M:%S} UTC ({seconds:.0f} s).",
+    ]
+    if facts.reason:
+        lines += ["", f"**Why:** {facts.reason}"]
+    lines += ["", "## Thresholds", ""]
+    if facts.checks:
+        rows = [
+            [c.metric, f"`{c.expression}`", _number(c.observed), "pass" if c.passed else f"FAIL {c.reason}".strip()]
+            for c in facts.checks
+        ]
+        lines += _table(["metric", "threshold", "observed", "result"], rows)
+    else:
+        lines.append("None set.")
+    lines += ["", "## Key metrics", ""]
+    if facts.metrics:
+        rows = [
+            [name, ", ".join(f"{key}={_number(value)}" for key, value in values.items())]
+            for name, values in sorted(facts.metrics.items())
+        ]
+        lines += _table(["metric", "values"], rows)
+    else:
+        lines.append("Nothing was measured.")
+    lines += ["", "## Dashboards", ""]
+    if facts.dashboards:
+        lines += [f"- [{title}]({url})" for title, url in facts.dashboards.items()]
+    else:
+        lines.append("No Grafana is configured for this installation.")
+    lines += ["", "## What ran", ""]
+    lines += [f"- {name}: `{value}`" for name, value in facts.versions.items()]
+    lines += [f"- image: `{image}`" for image in facts.images]
+    if facts.archive:
+        lines += ["", f"Raw files: `{facts.archive}`"]
+    return "\n".join(lines) + "\n"

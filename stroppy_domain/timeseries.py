@@ -1,0 +1,170 @@
+"""Time series of a run: the load's per-second series, read from the files the load tool wrote, and the scrape
+targets of the run's exporters. Pure; the metrics store (infra/metrics_store.py) stores both under the run's id.
+
+Both drivers give the same three series, so one dashboard serves every test:
+`stroppy_load_throughput` (transactions or iterations completed per second), `stroppy_load_latency_seconds`
+(per-second quantiles, label `quantile`) and `stroppy_load_errors` (failed transactions or failed checks per second).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+
+from pydantic import Field
+
+from stroppy_domain.model import Model
+from stroppy_domain.plan import RunPlan, ServiceKind
+
+LOAD_THROUGHPUT = "stroppy_load_throughput"
+LOAD_LATENCY = "stroppy_load_latency_seconds"
+LOAD_ERRORS = "stroppy_load_errors"
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+
+PGBENCH_LOG_PREFIX = "pgbench_log"
+K6_METRICS_FILE = "k6_metrics.csv"
+
+EXPORTERS = (ServiceKind.NODE_EXPORTER, ServiceKind.POSTGRES_EXPORTER, ServiceKind.PGBOUNCER_EXPORTER)
+
+# Latencies are kept per second as counts in logarithmic buckets 2% wide, so a long run's quantiles need memory
+# per distinct bucket, not per transaction; a reported quantile is within 2% of the exact one.
+_BUCKET_GROWTH = 1.02
+
+
+class Series(Model):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    timestamps_ms: list[int]
+    values: list[float]
+
+
+class ScrapeTarget(Model):
+    address: str = Field(description="host:port of an exporter's /metrics.")
+    labels: dict[str, str]
+
+
+class LoadSeriesError(ValueError):
+    """A load's time-series file cannot be read; the message names the line."""
+
+
+class _PerSecond:
+    """Completed and failed transactions and latency buckets, per whole second of wall-clock time."""
+
+    def __init__(self) -> None:
+        self.completed: Counter[int] = Counter()
+        self.failed: Counter[int] = Counter()
+        self.latency_buckets: dict[int, Counter[int]] = {}
+
+    def add(self, second: int, latency_s: float | None) -> None:
+        """A transaction ending at `second`; `latency_s` None means it failed."""
+        if latency_s is None:
+            self.failed[second] += 1
+            return
+        self.completed[second] += 1
+        self.latency_buckets.setdefault(second, Counter())[_bucket(latency_s)] += 1
+
+    def series(self) -> list[Series]:
+        seconds = sorted(set(self.completed) | set(self.failed))
+        if not seconds:
+            return []
+        stamps = [second * 1000 for second in seconds]
+        result = [
+            Series(name=LOAD_THROUGHPUT, timestamps_ms=stamps, values=[float(self.completed[s]) for s in seconds]),
+            Series(name=LOAD_ERRORS, timestamps_ms=stamps, values=[float(self.failed[s]) for s in seconds]),
+        ]
+        timed = [second for second in seconds if second in self.latency_buckets]
+        for quantile in LATENCY_QUANTILES:
+            result.append(
+                Series(
+                    name=LOAD_LATENCY,
+                    labels={"quantile": str(quantile)},
+                    timestamps_ms=[second * 1000 for second in timed],
+                    values=[_quantile(self.latency_buckets[second], quantile) for second in timed],
+                )
+            )
+        return result
+
+
+@lru_cache(maxsize=65536)
+def _bucket(latency_s: float) -> int:
+    """Latencies repeat (pgbench logs whole microseconds), so the logarithm is computed once per distinct value."""
+    return math.ceil(math.log(latency_s) / math.log(_BUCKET_GROWTH)) if latency_s > 0 else -(10**6)
+
+
+def _quantile(buckets: Counter[int], quantile: float) -> float:
+    wanted = quantile * sum(buckets.values())
+    seen = 0
+    for bucket in sorted(buckets):
+        seen += buckets[bucket]
+        if seen >= wanted:
+            return round(_BUCKET_GROWTH**bucket, 9)
+    raise AssertionError("unreachable: the last bucket holds the total")
+
+
+def pgbench_log_series(lines: Iterable[str]) -> list[Series]:
+    """pgbench `--log` lines: `client transaction latency_us script epoch_s epoch_us [lag] [retries]`.
+
+    The latency field is a number for a completed transaction, `skipped` for one skipped by `--latency-limit`
+    (not counted), and `failed`, `serialization` or `deadlock` for a failed one.
+    """
+    per_second = _PerSecond()
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 6 or not fields[4].isdigit():
+            raise LoadSeriesError(f"pgbench log line {number} is not `client tx latency script epoch usec`: {line!r}")
+        latency = fields[2]
+        if latency == "skipped":
+            continue
+        second = int(fields[4])
+        per_second.add(second, int(latency) / 1e6 if latency.isdigit() else None)
+    return per_second.series()
+
+
+def k6_csv_series(lines: Iterable[str]) -> list[Series]:
+    """k6 `--out csv=FILE` rows (`metric_name,timestamp,metric_value,...`, unix-second timestamps).
+
+    k6 writes one `iteration_duration` row (milliseconds) per completed iteration: throughput and latency come from
+    those; a `checks` row of 0 is an error.
+    """
+    per_second = _PerSecond()
+    reader = csv.DictReader(lines)
+    missing = {"metric_name", "timestamp", "metric_value"} - set(reader.fieldnames or ())
+    if missing:
+        raise LoadSeriesError(f"k6 CSV output lacks the column(s) {', '.join(sorted(missing))}")
+    for row in reader:
+        name = row["metric_name"]
+        if name not in {"iteration_duration", "checks"}:
+            continue
+        try:
+            second, value = int(float(row["timestamp"])), float(row["metric_value"])
+        except (TypeError, ValueError) as error:
+            raise LoadSeriesError(f"k6 CSV line {reader.line_num}: {error}") from error
+        if name == "iteration_duration":
+            per_second.add(second, value / 1000)
+        elif value == 0:
+            per_second.add(second, None)
+    return per_second.series()
+
+
+def scrape_targets(run_id: str, plan: RunPlan) -> list[ScrapeTarget]:
+    """Every exporter of the plan, labelled with the run, machine, role and service its series come from."""
+    targets = []
+    for machine in plan.machines:
+        for container in machine.containers:
+            if container.kind not in EXPORTERS:
+                continue
+            for port in container.ports:
+                labels = {
+                    "run_id": run_id,
+                    "test": plan.test_name,
+                    "machine": machine.name,
+                    "role": str(machine.role),
+                    "service": str(container.kind),
+                }
+                targets.append(ScrapeTarget(address=f"{machine.ip}:{port.number}", labels=labels))
+    return targets

@@ -1,0 +1,75 @@
+"""Result storage in a local directory, and in S3 through prefect-aws against a local S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+
+from infra.result_storage import LocalResultStorage, ResultStorageError, S3ResultStorage
+
+FILES = {"load/summary.json": '{"metrics": {}}', "load/pgbench_log.1": "0 1 1000 0 1 1\n", "result.json": "{}"}
+
+
+@pytest.fixture
+def run_files(tmp_path: Path) -> Path:
+    source = tmp_path / "run"
+    for name, content in FILES.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(content)
+    return source
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_local_storage_copies_the_tree_and_a_retry_is_harmless(tmp_path: Path, run_files: Path) -> None:
+    storage = LocalResultStorage(tmp_path / "archive")
+    location = storage.store("run-abc", run_files)
+    assert storage.store("run-abc", run_files) == location
+    stored = {str(p.relative_to(location)): p.read_text() for p in Path(location).rglob("*") if p.is_file()}
+    assert stored == FILES
+
+
+def test_local_storage_names_the_file_it_could_not_store(tmp_path: Path, run_files: Path) -> None:
+    blocker = tmp_path / "archive"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(ResultStorageError, match=r"cannot store .*(summary.json|pgbench_log)"):
+        LocalResultStorage(blocker).store("run-abc", run_files)
+
+
+def _bucket(endpoint: str, name: str, folder: str = "") -> S3Bucket:
+    credentials = AwsCredentials(
+        aws_access_key_id="standin", aws_secret_access_key="standin-secret", region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )  # fmt: skip
+    return S3Bucket(bucket_name=name, credentials=credentials, bucket_folder=folder)
+
+
+def test_s3_storage_uploads_every_file_under_the_run(s3_endpoint: str, run_files: Path) -> None:
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id="standin", aws_secret_access_key="standin-secret",
+    )  # fmt: skip
+    client.create_bucket(Bucket="results")
+    location = S3ResultStorage(_bucket(s3_endpoint, "results", "nightly")).store("run-abc", run_files)
+    assert location == "s3://results/nightly/run-abc"
+    listed = client.list_objects_v2(Bucket="results", Prefix="nightly/run-abc/")["Contents"]
+    assert sorted(item["Key"] for item in listed) == sorted(f"nightly/run-abc/{name}" for name in FILES)
+    body = client.get_object(Bucket="results", Key="nightly/run-abc/load/summary.json")["Body"].read().decode()
+    assert body == FILES["load/summary.json"]
+
+
+def test_s3_storage_reports_a_missing_bucket(s3_endpoint: str, run_files: Path) -> None:
+    with pytest.raises(ResultStorageError, match="s3://absent"):
+        S3ResultStorage(_bucket(s3_endpoint, "absent")).store("run-abc", run_files)
