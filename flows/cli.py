@@ -1,6 +1,7 @@
-"""`stroppy-flows`: check a suite and show where every service of each test would run.
+"""`stroppy-flows`: check and plan suites, set up and operate an installation, run suites, run edge agents.
 
-Exit codes: 0 success, 2 a bad suite or settings file (every problem printed, never a traceback).
+Exit codes: 0 success; 1 a suite that did not pass, or a component that is down; 2 bad input (a suite, settings or
+config file; every problem printed, never a traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.errors import OperateError
 from infra.images import default_planner_settings
 from stroppy_domain.errors import InvalidSuiteError, PlanningError
 from stroppy_domain.placement import plan_run
@@ -22,6 +24,7 @@ from stroppy_domain.subnets import first_free_subnet
 from stroppy_domain.validation import load_suite, parse_document, structural_issues
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
@@ -148,6 +151,65 @@ def _stroppy_pin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _setup(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from flows.settings import OrchestrationSettings  # noqa: PLC0415
+    from flows.setup import SetupConfig, setup  # noqa: PLC0415
+
+    data = parse_document(_read(args.config), args.config) if args.config else {}
+    if not isinstance(data, dict):
+        raise CliError(f"{args.config}: expected a mapping with sections redis, grafana, s3, yandex_cloud")
+    try:
+        config = SetupConfig(**data)
+        lines = setup(config, OrchestrationSettings())
+    except ValidationError as error:
+        raise InvalidSuiteError(structural_issues(error, SetupConfig), args.config or "environment") from None
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    for line in lines:
+        print(f"{line.kind:<10}  {line.name:<32}  {line.outcome}")
+    return EXIT_OK
+
+
+def _up(args: argparse.Namespace) -> int:
+    from flows.operate import render_status, stack, status  # noqa: PLC0415
+    from flows.settings import OrchestrationSettings  # noqa: PLC0415
+
+    del args
+    if stack("start") != 0:
+        return EXIT_FAILED
+    components = status(OrchestrationSettings())
+    print(render_status(components))
+    return EXIT_OK if all(component.up for component in components) else EXIT_FAILED
+
+
+def _down(args: argparse.Namespace) -> int:
+    from flows.operate import stack  # noqa: PLC0415
+
+    del args
+    return EXIT_OK if stack("stop") == 0 else EXIT_FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    from flows.operate import render_status, status  # noqa: PLC0415
+    from flows.settings import OrchestrationSettings  # noqa: PLC0415
+
+    del args
+    components = status(OrchestrationSettings())
+    print(render_status(components))
+    return EXIT_OK if all(component.up for component in components) else EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.operate import run_suite  # noqa: PLC0415
+
+    settings = _load_settings(None)
+    text = _read(args.file)
+    load_suite(text, args.file, settings)
+    return run_suite(parse_document(text, args.file), timeout_s=args.timeout, poll_s=args.poll)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--health-port", type=int, default=8080, help="port of the /health endpoint (default: 8080)")
     agent.set_defaults(handler=_edge_agent)
 
+    run = commands.add_parser(
+        "run", help="run a suite through the stroppy-test-suite deployment, showing each test's steps and results"
+    )
+    run.add_argument("file", help="suite file, YAML or JSON")
+    run.add_argument("--timeout", type=float, default=6 * 3600, help="stop following after S seconds (default 6 h)")
+    run.add_argument("--poll", type=float, default=2.0, help="seconds between progress checks (default: 2)")
+    run.set_defaults(handler=_run)
+
+    setup = commands.add_parser(
+        "setup", help="create the work pools, register the block types, save blocks from --config or the environment"
+    )
+    setup.add_argument("--config", help="YAML with sections redis, grafana, s3, yandex_cloud (see README)")
+    setup.set_defaults(handler=_setup)
+
+    commands.add_parser(
+        "up", help="start the local stack (Redis, VictoriaMetrics, Docker engine, images, Prefect, master worker)"
+    ).set_defaults(handler=_up)
+    commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
+    commands.add_parser("status", help="check each part of the installation; exit 1 when any is down").set_defaults(
+        handler=_status
+    )
+
     stroppy = commands.add_parser("stroppy", help="manage the pinned stroppy releases")
     stroppy_commands = stroppy.add_subparsers(dest="stroppy_command", required=True)
     pin_release = stroppy_commands.add_parser("pin", help="download a release once and record its sha256")
@@ -189,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
     except CliError as error:
         print(error, file=sys.stderr)
+    except OperateError as error:
+        print(f"stroppy-flows {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_INVALID
 
 

@@ -27,10 +27,11 @@ from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from blocks.grafana import GrafanaConnection
-from blocks.redis import RedisConnection
+from flows.connections import redis_connection, saved_block
 from flows.edge import InstallRequest, LoadOutcome, LoadRequest
 from flows.settings import OrchestrationSettings
 from flows.teardown import (
+    LEDGER_FLOW_RUN,
     LEDGER_QUEUES,
     LEDGER_SCRAPE,
     LEDGER_SUBNET,
@@ -129,7 +130,7 @@ def _teardown_hook(flow: object, flow_run: Any, state: object) -> None:
 @task(retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE, timeout_seconds=60)
 def reserve_subnet(run_id: str, target: Target, machines: int, settings: OrchestrationSettings) -> str:
     space = default_planner_settings().address_space(target)
-    client = RedisConnection(url=settings.redis_url).client()
+    client = redis_connection(settings).client()
     try:
         RunLedger(client, run_id).record(
             LEDGER_SUBNET, {"target": str(target), "base_cidr": space.base_cidr, "prefix": space.prefix}
@@ -141,11 +142,15 @@ def reserve_subnet(run_id: str, target: Target, machines: int, settings: Orchest
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, timeout_seconds=60)
-def validate_and_open_ledger(test: BenchmarkTest, run_id: str, settings: OrchestrationSettings) -> None:
+def validate_and_open_ledger(
+    test: BenchmarkTest, run_id: str, flow_run_id: str, settings: OrchestrationSettings
+) -> None:
     validate_suite({"name": "run", "tests": [test.model_dump(mode="json", by_alias=True)]})
-    client = RedisConnection(url=settings.redis_url).client()
+    client = redis_connection(settings).client()
     try:
-        RunLedger(client, run_id).open(settings.ledger_ttl_s)
+        ledger = RunLedger(client, run_id)
+        ledger.open(settings.ledger_ttl_s)
+        ledger.record(LEDGER_FLOW_RUN, flow_run_id)
     finally:
         client.close()
 
@@ -163,7 +168,7 @@ def plan_topology(test: BenchmarkTest, target: Target, subnet: str, run_id: str,
 def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> list[str]:
     """Ledger first, then one queue per machine, then the machines (whose agents poll those queues)."""
     queues = [machine_queue_name(run.run_id, machine.name) for machine in run.plan.machines]
-    client = RedisConnection(url=settings.redis_url).client()
+    client = redis_connection(settings).client()
     try:
         ledger = RunLedger(client, run.run_id)
         ledger.record(LEDGER_TARGET, {"name": str(target)})
@@ -197,7 +202,7 @@ def start_services(run: RunSpec, target: Target, settings: OrchestrationSettings
 def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
     """Ledger first, then the scrape registration, so teardown always finds what to unregister."""
     targets = scrape_targets(run.run_id, run.plan)
-    client = RedisConnection(url=settings.redis_url).client()
+    client = redis_connection(settings).client()
     try:
         RunLedger(client, run.run_id).record(LEDGER_SCRAPE, {"targets": len(targets)})
     finally:
@@ -224,8 +229,8 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     output_dir = Path(result.output_dir)
     metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
     ended_at = datetime.now(UTC)
-    if settings.grafana_block:
-        connection = GrafanaConnection.load(settings.grafana_block)
+    connection = saved_block(GrafanaConnection, settings.grafana_block)
+    if connection is not None:
         grafana = Grafana(
             connection.url, connection.token.get_secret_value(), connection.folder, connection.datasource_url,
             connection.timeout_s,
@@ -290,7 +295,7 @@ def test_run(
 
     try:
         with step(RunStep.VALIDATE):
-            validate_and_open_ledger(test, run_id, settings)
+            validate_and_open_ledger(test, run_id, str(current_flow_run.id), settings)
         with step(RunStep.RESERVE):
             subnet = reserve_subnet(run_id, target, len(lay_out(test).machines), settings)
         with step(RunStep.PLAN):
@@ -395,11 +400,10 @@ def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
 
 
 def _result_storage(settings: OrchestrationSettings) -> ResultStorage:
-    if settings.archive_s3_block:
-        from prefect_aws import S3Bucket  # noqa: PLC0415 - loaded only where S3 keeps the results
+    from prefect_aws import S3Bucket  # noqa: PLC0415 - the AWS SDK loads only when results are stored
 
-        return S3ResultStorage(S3Bucket.load(settings.archive_s3_block))
-    return LocalResultStorage(settings.archive_dir)
+    bucket = saved_block(S3Bucket, settings.archive_s3_block)
+    return S3ResultStorage(bucket) if bucket is not None else LocalResultStorage(settings.archive_dir)
 
 
 def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:

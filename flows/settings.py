@@ -15,7 +15,10 @@ class OrchestrationSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STROPPY_", frozen=True)
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Reservations and run ledgers.")
+    redis_block: str | None = Field(
+        default="stroppy-redis", description="`RedisConnection` block for reservations and ledgers; else `redis_url`."
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis without a saved block.")
     edge_api_url: str = Field(
         default="http://{gateway}:4200/api",
         description="How a machine reaches the Prefect API; {gateway} is its network's gateway (the Docker host).",
@@ -48,13 +51,16 @@ class OrchestrationSettings(BaseSettings):
         description="The file_sd directory VictoriaMetrics watches; a run's exporters are registered there.",
     )
     grafana_block: str | None = Field(
-        default=None,
-        description="Name of a `GrafanaConnection` block; without one, runs have no dashboard links or annotations.",
+        default="stroppy-grafana",
+        description="`GrafanaConnection` block; while none is saved, runs have no dashboard links or annotations.",
     )
     archive_dir: Path = Field(
         default=REPOSITORY / ".state" / "archive", description="Where runs' raw files are kept (no S3 block set)."
     )
     archive_s3_block: str | None = Field(
-        default=None, description="Name of a prefect-aws `S3Bucket` block that keeps runs' raw files instead."
+        default="stroppy-results", description="prefect-aws `S3Bucket` block; once saved, runs' raw files go there."
+    )
+    yandex_cloud_block: str | None = Field(
+        default="stroppy-yandex-cloud", description="`YandexCloud` block of the cloud target."
     )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")

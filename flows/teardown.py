@@ -11,7 +11,7 @@ import logging
 
 from pydantic import BaseModel, Field
 
-from blocks.redis import RedisConnection
+from flows.connections import redis_connection
 from flows.settings import OrchestrationSettings
 from infra.edge_queues import delete_queues
 from infra.images import ImageSet
@@ -27,6 +27,7 @@ LEDGER_TARGET = "target"
 LEDGER_SUBNET = "subnet"
 LEDGER_QUEUES = "queues"
 LEDGER_SCRAPE = "scrape"
+LEDGER_FLOW_RUN = "flow_run"  # not a resource: tells the reaper which flow run owns the ledger
 
 logger = logging.getLogger("stroppy.teardown")
 
@@ -77,7 +78,7 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
     """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger."""
     settings = settings or OrchestrationSettings()
     report = TeardownReport(run_id=run_id)
-    client = RedisConnection(url=settings.redis_url).client()
+    client = redis_connection(settings).client()
     try:
         ledger = RunLedger(client, run_id)
         entries = ledger.entries()

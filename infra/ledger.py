@@ -48,6 +48,11 @@ class RunLedger:
         raw = self._call(lambda: self._client.hgetall(self.key), "read")
         return {_text(kind): json.loads(value) for kind, value in raw.items() if _text(kind) != OPENED}
 
+    def opened_at(self) -> datetime | None:
+        """When the run opened its ledger; None when the ledger is gone."""
+        raw = self._call(lambda: self._client.hget(self.key, OPENED), "read")
+        return datetime.fromisoformat(json.loads(raw)) if raw else None
+
     def close(self) -> None:
         """Delete the ledger: the run holds nothing any more."""
         self._call(lambda: self._client.delete(self.key), "close")

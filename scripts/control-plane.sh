@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local Prefect control plane for tests and development.
-#   scripts/control-plane.sh start   starts a Prefect server (SQLite, in $STROPPY_STATE_DIR/prefect), creates the work
-#                                    pools stroppy-master and stroppy-edge, deploys the flows of prefect.yaml and
-#                                    starts the master worker; waits (bounded) for each
+#   scripts/control-plane.sh start   starts a Prefect server (SQLite, in $STROPPY_STATE_DIR/prefect), runs
+#                                    `stroppy-flows setup` (work pools stroppy-master and stroppy-edge, block types,
+#                                    blocks from STROPPY_SETUP_*), deploys the flows of prefect.yaml and starts the
+#                                    master worker; waits (bounded) for each
 #   scripts/control-plane.sh stop    stops the master worker and the server
 # Needs Redis and a Docker engine for runs (scripts/services.sh, scripts/engine.sh). Safe to run twice.
 set -euo pipefail
@@ -21,7 +22,6 @@ export STROPPY_RESULTS_DIR=$state/results
 cd "$root"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
-prefect_cli() { timeout 120 uv run --frozen prefect "$@"; }
 server_healthy() { curl -fsS --max-time 2 "$PREFECT_API_URL/health" >/dev/null 2>&1; }
 
 start() {
@@ -35,9 +35,9 @@ start() {
     server_healthy || { log "the Prefect server did not answer within 60 s; see $state/prefect-server.log"; exit 1; }
   fi
   log "server ready at $PREFECT_API_URL"
-  for pool in stroppy-master stroppy-edge; do
-    prefect_cli work-pool inspect "$pool" >/dev/null 2>&1 || prefect_cli work-pool create "$pool" --type process >/dev/null
-  done
+  # Work pools, block types, and the blocks the environment configures (STROPPY_SETUP_*).
+  timeout 120 uv run --frozen stroppy-flows setup >"$state/setup.log" 2>&1 \
+    || { log "setup failed; see $state/setup.log"; exit 1; }
   # STROPPY_FLOWS_DIR must stay unset here: the pull step resolves it on each worker, not at deploy time.
   env -u STROPPY_FLOWS_DIR timeout 120 uv run --frozen prefect deploy --all --no-prompt >"$state/prefect-deploy.log" 2>&1 \
     || { log "deploy failed; see $state/prefect-deploy.log"; exit 1; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: run a suite on the default (Docker) target through the `stroppy-test-suite` deployment, the way CI
 # and the nightly schedule do. Sets everything up (dependencies, Redis, Docker engine, images, Prefect control
-# plane), validates the suite, runs it with --watch, and stops what it started. Exits non-zero when a test failed.
+# plane), validates the suite, runs it showing each test's steps, prints the results table, and stops what it started.
+# Exits non-zero when a test failed.
 #   bash scripts/run-suite.sh SUITE_FILE
 set -euo pipefail
 
@@ -15,8 +16,5 @@ uv run --frozen stroppy-flows validate "$suite"
 trap 'bash scripts/stack.sh stop' EXIT
 bash scripts/stack.sh start
 
-parameters=$(uv run --frozen python -c '
-import json, sys, yaml
-print(json.dumps({"suite": yaml.safe_load(open(sys.argv[1]))}))' "$suite")
 export PREFECT_API_URL=http://127.0.0.1:${STROPPY_PREFECT_PORT:-4200}/api
-uv run --frozen prefect deployment run stroppy-test-suite/suite --params "$parameters" --watch --watch-interval 5
+uv run --frozen stroppy-flows run "$suite"

@@ -8,7 +8,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+log() { printf '[test] %s\n' "$*" >&2; }
+
 bash scripts/setup.sh
+# The browser test (tests/e2e/test_ui.py) drives Debian's Chromium.
+install_debian_packages chromium
 
 trap 'bash scripts/stack.sh stop' EXIT
 # The end-to-end tests serve stand-in stroppy releases (tests/e2e/test_stroppy_release.py) and bound loads tightly.

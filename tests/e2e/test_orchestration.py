@@ -25,7 +25,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from blocks.redis import RedisConnection
+from flows.connections import redis_connection
 from flows.run import RunResult, run_id_for
 from flows.settings import OrchestrationSettings
 from flows.suite import SuiteResult
@@ -65,7 +65,7 @@ def leftovers(run_id: str) -> dict[str, list[str]]:
     """Everything that still carries the run's id: containers, networks, volumes, its subnet, its ledger."""
     engine = docker.from_env(timeout=60)
     selector = {"label": f"{LABEL_RUN_ID}={run_id}"}
-    client = RedisConnection(url=OrchestrationSettings().redis_url).client()
+    client = redis_connection(OrchestrationSettings()).client()
     space = PlannerSettings().address_space(Target.DOCKER)
     try:
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -155,3 +156,45 @@ def test_bad_settings_file_names_the_field(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "images.etcd: images must be pinned" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def run_cli_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    assert EXECUTABLE
+    return subprocess.run(
+        [EXECUTABLE, *args], capture_output=True, text=True, timeout=120, check=False, env=os.environ | env
+    )
+
+
+NOTHING_LISTENS = {
+    "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    "STROPPY_METRICS_URL": "http://127.0.0.1:9",
+    "STROPPY_REDIS_URL": "redis://127.0.0.1:9/0",
+    "STROPPY_REDIS_BLOCK": "",
+    "DOCKER_HOST": "tcp://127.0.0.1:9",
+}
+
+
+def test_status_names_every_part_that_is_down_and_exits_1() -> None:
+    finished = run_cli_with(NOTHING_LISTENS, "status")
+    assert finished.returncode == 1, finished.stderr
+    lines = finished.stdout.splitlines()
+    names = [line.split("  ")[0].strip() for line in lines]
+    assert names == ["prefect server", "master worker", "redis", "victoria-metrics", "docker engine", "images"]
+    assert all(" DOWN " in line for line in lines), finished.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"grafana": {"url": "https://g.example.com"}}, "grafana.token"),
+        ({"s3": {"folder": "x"}}, "s3.bucket"),
+        ({"grafna": {}}, "grafna"),
+        ({"redis": "redis://x"}, "redis"),
+    ],
+)
+def test_setup_refuses_a_bad_config_naming_the_field(tmp_path: Path, config: dict, message: str) -> None:
+    path = tmp_path / "setup.yaml"
+    path.write_text(yaml.safe_dump(config))
+    finished = run_cli_with(NOTHING_LISTENS, "setup", "--config", str(path))
+    assert finished.returncode == 2, finished.stdout + finished.stderr
+    assert message in finished.stderr and "Traceback" not in finished.stderr

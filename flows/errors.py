@@ -1,0 +1,7 @@
+"""Errors of the operating commands, worded for the terminal; light to import, so the CLI can always catch them."""
+
+from __future__ import annotations
+
+
+class OperateError(RuntimeError):
+    """An installation or a suite could not be operated as asked; exit code 1."""

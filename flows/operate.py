@@ -1,0 +1,230 @@
+"""Operating a local installation from the command line: `up`, `down`, `status`, and `run SUITE` with live progress.
+
+`up`/`down` drive the scripts of the checkout (scripts/stack.sh); `status` asks each part directly, with a timeout;
+`run` submits a suite to the `stroppy-test-suite/suite` deployment, prints each test's steps as they happen, and
+ends with a results table and the suite's exit code (0 when every test passed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel
+
+from flows.connections import redis_connection
+from flows.errors import OperateError
+from flows.settings import REPOSITORY, OrchestrationSettings
+from flows.setup import MASTER_POOL
+
+SUITE_DEPLOYMENT = "stroppy-test-suite/suite"
+STACK_SCRIPT = REPOSITORY / "scripts" / "stack.sh"
+CHECK_TIMEOUT_S = 5
+STACK_TIMEOUT_S = 1800
+
+
+class ComponentStatus(BaseModel):
+    name: str
+    up: bool
+    detail: str
+
+
+def stack(action: str) -> int:
+    """`scripts/stack.sh start|stop` of the checkout, its output streamed through."""
+    if not STACK_SCRIPT.is_file():
+        raise OperateError(f"{STACK_SCRIPT} not found: `up` and `down` work from a checkout of stroppy-flows")
+    try:
+        return subprocess.run(["bash", str(STACK_SCRIPT), action], timeout=STACK_TIMEOUT_S, check=False).returncode
+    except subprocess.TimeoutExpired:
+        raise OperateError(f"scripts/stack.sh {action} did not finish within {STACK_TIMEOUT_S} s") from None
+
+
+def _probe(name: str, check: Callable[[], str]) -> ComponentStatus:
+    try:
+        return ComponentStatus(name=name, up=True, detail=check())
+    except Exception as error:  # any failure of a probe is that component being down, reported with its reason
+        return ComponentStatus(name=name, up=False, detail=f"{type(error).__name__}: {error}"[:200])
+
+
+def _prefect_api() -> str:
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise OperateError("PREFECT_API_URL is not set")
+    httpx.get(f"{url}/health", timeout=CHECK_TIMEOUT_S).raise_for_status()
+    return url
+
+
+def _redis(settings: OrchestrationSettings) -> str:
+    client = redis_connection(settings).client()
+    try:
+        client.ping()
+        return str(client.connection_pool.connection_kwargs.get("host", "redis"))
+    finally:
+        client.close()
+
+
+def _victoria_metrics(settings: OrchestrationSettings) -> str:
+    httpx.get(f"{settings.metrics_url}/health", timeout=CHECK_TIMEOUT_S).raise_for_status()
+    return settings.metrics_url
+
+
+def _docker_engine() -> str:
+    import docker  # noqa: PLC0415
+
+    client = docker.from_env(timeout=CHECK_TIMEOUT_S)
+    try:
+        return f"engine {client.version()['Version']}"
+    finally:
+        client.close()
+
+
+def _images() -> str:
+    import docker  # noqa: PLC0415
+
+    from infra.images import ImageSet  # noqa: PLC0415
+
+    wanted = ImageSet.for_checkout()
+    client = docker.from_env(timeout=CHECK_TIMEOUT_S)
+    try:
+        missing = [tag for tag in (wanted.db_node, wanted.edge) if not client.images.list(name=tag)]
+    finally:
+        client.close()
+    if missing:
+        raise OperateError(f"not built: {', '.join(missing)} (python -m infra.images build)")
+    return f"{wanted.db_node}, {wanted.edge}"
+
+
+def _master_worker() -> str:
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+
+    async def read() -> str:
+        async with get_client() as client:
+            pool = await client.read_work_pool(MASTER_POOL)
+            workers = await client.read_workers_for_work_pool(MASTER_POOL)
+        online = [worker.name for worker in workers if str(worker.status).upper().endswith("ONLINE")]
+        if not online:
+            raise OperateError(f"no worker polls {MASTER_POOL} (pool status {pool.status})")
+        return ", ".join(online)
+
+    return asyncio.run(read())
+
+
+def status(settings: OrchestrationSettings) -> list[ComponentStatus]:
+    return [
+        _probe("prefect server", _prefect_api),
+        _probe("master worker", _master_worker),
+        _probe("redis", lambda: _redis(settings)),
+        _probe("victoria-metrics", lambda: _victoria_metrics(settings)),
+        _probe("docker engine", _docker_engine),
+        _probe("images", _images),
+    ]
+
+
+def render_status(components: list[ComponentStatus]) -> str:
+    width = max(len(component.name) for component in components)
+    return "\n".join(
+        f"{component.name.ljust(width)}  {'up  ' if component.up else 'DOWN'}  {component.detail}"
+        for component in components
+    )
+
+
+class _Progress:
+    """Prints a line whenever a test reaches a new step or state."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.seen: dict[str, str] = {}
+
+    def report(self, test: str, where: str) -> None:
+        if self.seen.get(test) != where:
+            self.seen[test] = where
+            self.write(f"  {test}: {where}")
+
+
+async def _child_progress(client: Any, parent: UUID, progress: _Progress) -> None:
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.sorting import LogSort  # noqa: PLC0415
+
+    children = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+    )
+    for child in children:
+        test = (child.parameters.get("test") or {}).get("name", child.name)
+        if child.state is not None and child.state.is_final():
+            progress.report(test, f"{child.state.name}" + (f" ({child.state.message})" if child.state.message else ""))
+            continue
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[child.id])), sort=LogSort.TIMESTAMP_DESC, limit=50
+        )
+        step = next((log.message.removeprefix("step ") for log in logs if log.message.startswith("step ")), None)
+        progress.report(test, f"step {step}" if step else (child.state.name if child.state else "submitted"))
+
+
+def run_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Callable[[str], None] = print) -> int:
+    """Submit the suite, follow it, print its results; the exit code is 0 only when the suite completed."""
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.utilities.urls import url_for  # noqa: PLC0415
+
+    from flows.suite import SuiteResult  # noqa: PLC0415
+
+    flow_run = run_deployment(SUITE_DEPLOYMENT, parameters={"suite": suite}, timeout=0)
+    write(f"suite {suite.get('name')}: flow run {flow_run.name} ({url_for(flow_run) or flow_run.id})")
+    progress = _Progress(write)
+    deadline = time.monotonic() + timeout_s
+
+    async def follow() -> Any:
+        async with get_client() as client:
+            while True:
+                current = await client.read_flow_run(flow_run.id)
+                await _child_progress(client, flow_run.id, progress)
+                if current.state is not None and current.state.is_final():
+                    return current
+                if time.monotonic() > deadline:
+                    raise OperateError(f"suite still {current.state.name} after {timeout_s:.0f} s; it keeps running")
+                await asyncio.sleep(poll_s)
+
+    final = asyncio.run(follow())
+    result = final.state.result(raise_on_failure=False)
+    write(
+        f"suite {suite.get('name')}: {final.state.name}" + (f" ({final.state.message})" if final.state.message else "")
+    )
+    if isinstance(result, SuiteResult):
+        write(render_results(result))
+    return 0 if final.state.is_completed() else 1
+
+
+def _key_number(outcome: Any) -> str:
+    run = outcome.result
+    if run is None:
+        return "-"
+    tps = run.metrics.get("tps", {}).get("value")
+    if tps is not None:
+        return f"tps {tps:.1f}"
+    iterations = run.metrics.get("iterations", {}).get("rate")
+    return f"iterations/s {iterations:.1f}" if iterations is not None else "-"
+
+
+def render_results(result: Any) -> str:
+    rows = [("TEST", "STATE", "VERDICT", "KEY NUMBER", "GRAFANA / REASON")]
+    for outcome in result.outcomes:
+        run = outcome.result
+        link = (run.grafana_url if run else None) or (outcome.message or "")
+        rows.append((outcome.test_name, outcome.state, str(run.verdict) if run else "-", _key_number(outcome), link))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    )

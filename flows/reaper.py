@@ -1,0 +1,101 @@
+"""`stroppy-reaper`: tears down what no run will tear down any more, on a schedule (prefect.yaml).
+
+A run tears itself down in `finally` and in its crash and cancellation hooks; the reaper is for what is left when
+even those could not run (the worker's machine died, a teardown failed three times). It looks at open ledgers and at
+every resource the targets hold, and leaves any run whose flow run may still be working alone
+(stroppy_domain.reaping decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, Field
+
+from flows.connections import redis_connection
+from flows.settings import OrchestrationSettings
+from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, target_settings, tear_down
+from infra.ledger import RunLedger, open_ledgers
+from infra.targets import open_target
+from stroppy_domain.model import Target
+from stroppy_domain.reaping import RunEvidence, reap_reason
+
+
+class ReapedRun(BaseModel):
+    run_id: str
+    reason: str
+    teardown: TeardownReport
+    destroyed: dict[str, int] = Field(default_factory=dict, description="Resources found by label, without a ledger.")
+
+
+class ReapReport(BaseModel):
+    checked: int
+    reaped: list[ReapedRun] = Field(default_factory=list)
+
+
+async def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
+    async with get_client() as client:
+        try:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            return False, None
+    return True, flow_run.state.type.value if flow_run.state else None
+
+
+def _evidence(settings: OrchestrationSettings, targets: list[Target]) -> dict[str, RunEvidence]:
+    found: dict[str, RunEvidence] = {}
+    client = redis_connection(settings).client()
+    try:
+        for run_id in open_ledgers(client):
+            ledger = RunLedger(client, run_id)
+            flow_run_id = ledger.entries().get(LEDGER_FLOW_RUN)
+            found[run_id] = RunEvidence(
+                run_id=run_id, has_ledger=True, opened_at=ledger.opened_at(), flow_run_id=flow_run_id
+            )
+    finally:
+        client.close()
+    for target in targets:
+        backend = open_target(target, target_settings(target, settings))
+        try:
+            for inventory in backend.list_runs():
+                known = found.get(inventory.run_id) or RunEvidence(run_id=inventory.run_id, has_ledger=False)
+                found[inventory.run_id] = known.model_copy(update={"expires_at": inventory.expires_at})
+        finally:
+            backend.close()
+    for run_id, evidence in found.items():
+        if evidence.flow_run_id:
+            exists, state = asyncio.run(_flow_state(evidence.flow_run_id))
+            found[run_id] = evidence.model_copy(update={"flow_run_found": exists, "flow_state": state})
+    return found
+
+
+@flow(name="stroppy-reaper", retries=0, timeout_seconds=1800)
+def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapReport:
+    """Tear down runs whose flow run has ended (or vanished for `grace_minutes`) or whose resources have expired."""
+    log = get_run_logger()
+    settings = OrchestrationSettings()
+    chosen = targets or [Target.DOCKER]
+    evidence = _evidence(settings, chosen)
+    report = ReapReport(checked=len(evidence))
+    now = datetime.now(UTC)
+    for run_id, known in sorted(evidence.items()):
+        reason = reap_reason(known, now, timedelta(minutes=grace_minutes))
+        if reason is None:
+            continue
+        log.info("reaping %s: %s", run_id, reason)
+        reaped = ReapedRun(run_id=run_id, reason=reason, teardown=tear_down(run_id, settings))
+        if not known.has_ledger:
+            for target in chosen:
+                backend = open_target(target, target_settings(target, settings))
+                try:
+                    reaped.destroyed |= backend.destroy(run_id).removed
+                finally:
+                    backend.close()
+        report.reaped.append(reaped)
+    log.info("checked %d run(s), reaped %d", report.checked, len(report.reaped))
+    return report

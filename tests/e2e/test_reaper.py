@@ -1,0 +1,82 @@
+"""The reaper against the real stack: what no run will tear down goes; a live run's resources stay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import docker
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.states import Failed, Running
+
+from flows.connections import redis_connection
+from flows.reaper import reap
+from flows.settings import OrchestrationSettings
+from flows.teardown import LEDGER_FLOW_RUN, LEDGER_QUEUES, LEDGER_TARGET
+from infra.edge_queues import EDGE_POOL, create_queues, delete_queues
+from infra.ledger import RunLedger, open_ledgers
+from infra.targets.base import LABEL_EXPIRES_AT, LABEL_MANAGED_BY, LABEL_RUN_ID, MANAGER
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
+
+
+@flow(name="reaper-test-owner")
+def owner() -> None:
+    """Never run: only its flow runs exist, in the state each case needs."""
+
+
+async def _flow_run(state: object) -> str:
+    async with get_client() as client:
+        return str((await client.create_flow_run(flow=owner, state=state)).id)
+
+
+async def _queue_names(prefix: str) -> list[str]:
+    async with get_client() as client:
+        return [q.name for q in await client.read_work_queues(work_pool_name=EDGE_POOL) if q.name.startswith(prefix)]
+
+
+def _volume(engine: docker.DockerClient, run_id: str, expires_at: datetime) -> None:
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_RUN_ID: run_id, LABEL_EXPIRES_AT: expires_at.isoformat()}
+    engine.volumes.create(f"stroppy-{run_id}-data", labels=labels)
+
+
+def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> None:
+    settings = OrchestrationSettings()
+    suffix = uuid.uuid4().hex[:8]
+    ended, expired, live = f"run-ended{suffix}", f"run-expired{suffix}", f"run-live{suffix}"
+    future, past = datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) - timedelta(minutes=1)
+    engine = docker.from_env(timeout=60)
+    redis_client = redis_connection(settings).client()
+    try:
+        for run_id, state in ((ended, Failed()), (live, Running())):
+            ledger = RunLedger(redis_client, run_id)
+            ledger.open(3600)
+            ledger.record(LEDGER_FLOW_RUN, asyncio.run(_flow_run(state)))
+            ledger.record(LEDGER_TARGET, {"name": "docker"})
+            ledger.record(LEDGER_QUEUES, [f"{run_id}-runner"])
+            asyncio.run(create_queues([f"{run_id}-runner"]))
+            _volume(engine, run_id, future)
+        _volume(engine, expired, past)
+
+        report = reap(grace_minutes=15)
+
+        assert sorted(item.run_id for item in report.reaped) == sorted([ended, expired])
+        reasons = {item.run_id: item.reason for item in report.reaped}
+        assert "ended FAILED" in reasons[ended] and "expired" in reasons[expired]
+        remaining = {v.name for v in engine.volumes.list(filters={"label": f"{LABEL_MANAGED_BY}={MANAGER}"})}
+        assert f"stroppy-{live}-data" in remaining
+        assert not {f"stroppy-{ended}-data", f"stroppy-{expired}-data"} & remaining
+        assert ended not in open_ledgers(redis_client) and live in open_ledgers(redis_client)
+        assert asyncio.run(_queue_names(ended)) == []
+        assert asyncio.run(_queue_names(live)) == [f"{live}-runner"]
+    finally:
+        for run_id in (ended, expired, live):
+            RunLedger(redis_client, run_id).close()
+            for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={run_id}"}):
+                volume.remove(force=True)
+        asyncio.run(delete_queues([f"{live}-runner", f"{ended}-runner"]))
+        engine.close()
+        redis_client.close()

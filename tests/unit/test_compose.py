@@ -1,0 +1,44 @@
+"""compose.yaml for installations that reach registries: pinned images, and Grafana provisioned with this repository's
+dashboards and the datasource they use. (Starting it needs a registry, which these machines lack.)"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+
+from infra.grafana import DASHBOARDS_DIR, DATASOURCE_UID, FOLDER_UID
+from tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    for name, service in COMPOSE["services"].items():
+        image = service["image"]
+        if image.startswith("${"):
+            continue  # the project's own edge image, by its content tag
+        assert re.search(r":v?\d+(\.\d+)+", image) and not image.endswith(":latest"), (name, image)
+
+
+def test_grafana_is_provisioned_with_the_repository_dashboards_and_their_datasource() -> None:
+    mounts = {target: source for source, target, _ in (v.split(":") for v in COMPOSE["services"]["grafana"]["volumes"])}
+    provisioning = REPO / mounts["/etc/grafana/provisioning"].removeprefix("./")
+    assert REPO / mounts["/var/lib/grafana/dashboards/stroppy"].removeprefix("./") == DASHBOARDS_DIR
+    (source,) = yaml.safe_load((provisioning / "datasources" / "stroppy.yaml").read_text())["datasources"]
+    assert source["uid"] == DATASOURCE_UID and source["type"] == "prometheus"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "stroppy.yaml").read_text())["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/stroppy" and provider["folderUid"] == FOLDER_UID
+    for path in DASHBOARDS_DIR.glob("*.json"):
+        assert json.loads(path.read_text())["panels"][0]["datasource"]["uid"] == DATASOURCE_UID
+
+
+def test_victoria_metrics_and_the_master_share_the_scrape_targets() -> None:
+    services = COMPOSE["services"]
+    master_env = services["master"]["environment"]
+    targets = master_env["STROPPY_METRICS_TARGETS_DIR"]
+    assert f"scrape-targets:{targets}" in services["master"]["volumes"]
+    assert f"scrape-targets:{targets}:ro" in services["victoria-metrics"]["volumes"]
+    scrape = yaml.safe_load((REPO / "infra" / "metrics" / "scrape.yml").read_text())
+    assert scrape["scrape_configs"][0]["file_sd_configs"][0]["files"] == [f"{targets}/*.json"]

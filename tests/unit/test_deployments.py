@@ -1,0 +1,40 @@
+"""prefect.yaml: every flow deployed where it belongs, schedules set, and the nightly suite a valid example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from stroppy_domain.validation import validate_suite
+from tests.conftest import EXAMPLES, REPO
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    document = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    return {f"{d['entrypoint']}/{d['name']}": d for d in document["deployments"]}
+
+
+def test_every_flow_has_its_deployment_on_its_pool() -> None:
+    pools = {key: deployment["work_pool"]["name"] for key, deployment in deployments().items()}
+    assert pools == {
+        "flows.suite:test_suite/suite": "stroppy-master",
+        "flows.suite:test_suite/nightly": "stroppy-master",
+        "flows.run:test_run/run": "stroppy-master",
+        "flows.reaper:reap/scheduled": "stroppy-master",
+        "flows.edge:run_load/edge": "stroppy-edge",
+        "flows.edge:install_stroppy/edge": "stroppy-edge",
+    }
+
+
+def test_the_nightly_suite_is_the_pgbench_example_and_valid() -> None:
+    nightly = deployments()["flows.suite:test_suite/nightly"]
+    assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
+    example = yaml.safe_load((EXAMPLES / "pgbench.yaml").read_text())
+    assert nightly["parameters"]["suite"] == example
+    validate_suite(nightly["parameters"]["suite"])
+
+
+def test_the_reaper_runs_every_quarter_hour() -> None:
+    reaper = deployments()["flows.reaper:reap/scheduled"]
+    assert reaper["schedules"] == [{"interval": 900}]
