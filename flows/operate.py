@@ -176,11 +176,19 @@ def run_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Cal
     """Submit the suite, follow it, print its results; the exit code is 0 only when the suite completed."""
     from prefect.client.orchestration import get_client  # noqa: PLC0415
     from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError  # noqa: PLC0415
     from prefect.utilities.urls import url_for  # noqa: PLC0415
 
     from flows.suite import SuiteResult  # noqa: PLC0415
 
-    flow_run = run_deployment(SUITE_DEPLOYMENT, parameters={"suite": suite}, timeout=0)
+    try:
+        flow_run = run_deployment(SUITE_DEPLOYMENT, parameters={"suite": suite}, timeout=0)
+    except ObjectNotFound:
+        raise OperateError(
+            f"no deployment {SUITE_DEPLOYMENT}: deploy with `prefect deploy --all` (`up` does)"
+        ) from None
+    except (PrefectHTTPStatusError, httpx.HTTPError) as error:
+        raise OperateError(f"the Prefect API refused or did not answer the suite: {error}") from None
     write(f"suite {suite.get('name')}: flow run {flow_run.name} ({url_for(flow_run) or flow_run.id})")
     progress = _Progress(write)
     deadline = time.monotonic() + timeout_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -22,6 +23,7 @@ from blocks.grafana import GrafanaConnection
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
 from flows.connections import saved_block
+from flows.errors import OperateError
 from flows.settings import OrchestrationSettings
 from infra.edge_queues import EDGE_POOL
 
@@ -113,7 +115,10 @@ def register_block_types() -> list[type[Block]]:
 
 
 def setup(config: SetupConfig, settings: OrchestrationSettings) -> list[SetupLine]:
-    lines = asyncio.run(_ensure_pools())
+    try:
+        lines = asyncio.run(_ensure_pools())
+    except httpx.HTTPError as error:
+        raise OperateError(f"the Prefect API did not answer (PREFECT_API_URL): {error}") from None
     lines += [
         SetupLine(kind="block type", name=block_type.get_block_type_name(), outcome="registered")
         for block_type in register_block_types()

@@ -198,3 +198,22 @@ def test_setup_refuses_a_bad_config_naming_the_field(tmp_path: Path, config: dic
     finished = run_cli_with(NOTHING_LISTENS, "setup", "--config", str(path))
     assert finished.returncode == 2, finished.stdout + finished.stderr
     assert message in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_setup_without_a_prefect_api_says_so_and_exits_1() -> None:
+    finished = run_cli_with(NOTHING_LISTENS, "setup")
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "the Prefect API did not answer" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_run_without_a_prefect_api_says_so_and_exits_1() -> None:
+    finished = run_cli_with(NOTHING_LISTENS, "run", str(EXAMPLES / "pgbench.yaml"))
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "did not answer" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_run_refuses_an_invalid_suite_before_submitting_it(tmp_path: Path) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(with_test(stroppy={"driver": "pgbench", "clients": 0}))
+    finished = run_cli_with(NOTHING_LISTENS, "run", str(suite))
+    assert finished.returncode == 2 and "tests[0].stroppy" in finished.stderr, finished.stderr
