@@ -23,7 +23,8 @@ def saved_block(block_type: type[B], name: str | None) -> B | None:
     if not name:
         return None
     try:
-        return block_type.load(name)
+        # Forced sync: from a thread of an async flow (the suite's teardown), Prefect would hand back a coroutine.
+        return block_type.load(name, _sync=True)
     except ValueError as error:
         if "Unable to find block document named" not in str(error):
             raise

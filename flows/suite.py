@@ -92,11 +92,15 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
         state = child.state
         if state is None or not state.is_completed():
             # The run's own teardown may not have happened (its process killed, or still running at the bound).
-            await asyncio.to_thread(tear_down, run_id, settings)
+            message = state.message if state else "no state"
+            try:
+                await asyncio.to_thread(tear_down, run_id, settings)
+            except Exception as error:  # the other tests go on; this one reports it, and the reaper retries later
+                message = f"{message}; teardown after it failed too: {error}"
             data = await _failed_run_data(state)
             return TestOutcome(
                 test_name=test.name, run_id=run_id, state=state.type.value if state else "UNKNOWN",
-                message=state.message if state else "no state", result=data if isinstance(data, RunResult) else None,
+                message=message, result=data if isinstance(data, RunResult) else None,
             )  # fmt: skip
         return TestOutcome(
             test_name=test.name, run_id=run_id, state="COMPLETED", result=await state.result(raise_on_failure=False)
