@@ -13,8 +13,8 @@ source scripts/lib.sh
 log() { printf '[test] %s\n' "$*" >&2; }
 
 bash scripts/setup.sh
-# The browser test (tests/e2e/test_ui.py) drives Debian's Chromium.
-install_debian_packages chromium
+# The browser test (tests/e2e/test_ui.py) drives Debian's Chromium; the cloud-init user-data is checked by its schema.
+install_debian_packages chromium cloud-init
 
 trap 'bash scripts/stack.sh stop' EXIT
 # The end-to-end tests serve stand-in stroppy releases (tests/e2e/test_stroppy_release.py) and bound loads tightly.

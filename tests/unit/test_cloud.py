@@ -1,0 +1,95 @@
+"""A run on Yandex Cloud as data: Terraform variables from a plan, and each machine's cloud-init user-data."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from stroppy_domain.cloud import (
+    CREDENTIALS_ENV,
+    EdgeBootstrap,
+    YandexPlacement,
+    edge_user_data,
+    expires_label,
+    terraform_variables,
+)
+from stroppy_domain.model import Target
+from stroppy_domain.placement import plan_run
+from stroppy_domain.settings import PlannerSettings
+from stroppy_domain.validation import validate_suite
+from tests.conftest import REPO, fixed_passwords, fresh_suite
+
+MODULE = REPO / "infra" / "terraform" / "yandex"
+PLACEMENT = YandexPlacement(
+    folder_id="b1gfolder", zone="ru-central1-a", network_id="enpnetwork", image_id="fd8image",
+    platform_id="standard-v3", public_ip=False, control_plane_cidr="10.0.0.0/24", lockbox_secret_id="e6qsecret",
+)  # fmt: skip
+EXPIRES = datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC)
+YC_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+YC_LABEL_VALUE = re.compile(r"^[-_./\\@0-9a-z]{0,63}$")
+
+
+def declared(kind: str) -> set[str]:
+    return {name for path in MODULE.glob("*.tf") for name in re.findall(rf'^{kind} "(\w+)"', path.read_text(), re.M)}
+
+
+def cluster_plan():
+    test = validate_suite(fresh_suite()).tests[1]
+    return plan_run(test, Target.DOCKER, "10.120.3.0/24", PlannerSettings(), fixed_passwords)
+
+
+@pytest.mark.parametrize("run_id", ["run-0123456789ab", "run-a"])
+def test_variables_give_every_planned_machine_its_address_and_hardware(run_id: str) -> None:
+    plan = cluster_plan()
+    user_data = {machine.name: f"#cloud-config for {machine.name}" for machine in plan.machines}
+    variables = terraform_variables(run_id, plan, EXPIRES, PLACEMENT, user_data)
+    assert set(variables) == declared("variable")
+    machines = variables["machines"]
+    assert sorted(machines) == sorted(machine.name for machine in plan.machines)
+    for machine in plan.machines:
+        assert machines[machine.name] == {
+            "ip": machine.ip, "cores": machine.hardware.cores, "memory_gb": machine.hardware.memory_gb,
+            "disk_gb": machine.hardware.disk_gb, "disk_type": "network-ssd", "user_data": user_data[machine.name],
+        }  # fmt: skip
+        assert YC_NAME.match(f"stroppy-{run_id}-{machine.name}"), machine.name
+    assert variables["subnet"] == "10.120.3.0/24"
+    assert YC_LABEL_VALUE.match(variables["expires_at"]) and variables["expires_at"] == "20261127t040506z"
+
+
+def test_the_module_outputs_the_machines_the_target_reads() -> None:
+    assert declared("output") == {"machines"}
+    assert expires_label(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "20260102t030405z"
+
+
+BOOTSTRAP = EdgeBootstrap(
+    queue="run-0123456789ab-stroppy-runner", prefect_api_url="http://10.0.0.5:4200/api",
+    package_url="https://releases.example.com/stroppy_flows-0.1.0-py3-none-any.whl", package_sha256="a" * 64,
+    lockbox_secret_id="e6qsecret",
+)  # fmt: skip
+
+
+def test_user_data_installs_the_pinned_package_and_a_hardened_agent_for_the_queue() -> None:
+    text = edge_user_data(BOOTSTRAP)
+    assert text.startswith("#cloud-config\n")
+    config = yaml.safe_load(text)
+    files = {item["path"]: item["content"] for item in config["write_files"]}
+    unit = files["/etc/systemd/system/stroppy-edge.service"]
+    assert "ExecStart=/opt/stroppy-flows/bin/stroppy-flows edge-agent --queue run-0123456789ab-stroppy-runner" in unit
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"):
+        assert hardening in unit
+    assert f"EnvironmentFile={CREDENTIALS_ENV}" in unit
+    assert "/secrets/e6qsecret/payload" in files["/usr/local/lib/stroppy/fetch-credentials"]
+    install = next(command for command in config["runcmd"] if "install" in command and "pip" in command[0])
+    assert install[-1] == f"stroppy-flows @ {BOOTSTRAP.package_url}#sha256={'a' * 64}"
+
+
+def test_user_data_carries_references_only() -> None:
+    text = edge_user_data(BOOTSTRAP)
+    for secret_marker in ("PREFECT_API_KEY", "AUTH_STRING", "private_key", "BEGIN ", "password"):
+        assert secret_marker not in text
+    assert set(EdgeBootstrap.model_fields) == {
+        "queue", "prefect_api_url", "package_url", "package_sha256", "lockbox_secret_id"
+    }  # fmt: skip
