@@ -18,6 +18,7 @@ from infra.images import default_planner_settings
 from stroppy_domain.errors import InvalidSuiteError, PlanningError
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import Machine, RunPlan
+from stroppy_domain.reports import aligned
 from stroppy_domain.services import generate_password
 from stroppy_domain.settings import PlannerSettings
 from stroppy_domain.subnets import first_free_subnet
@@ -93,11 +94,7 @@ def render_table(suite_name: str, plans: list[RunPlan]) -> str:
             f"connect={connection.host}:{connection.port}/{connection.dbname} as {connection.user}",
         ]
         rows = [("MACHINE", "ROLE", "IP", "HARDWARE", "CONTAINERS"), *map(_machine_row, plan.machines)]
-        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-        lines += [
-            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ]
+        lines += ["  " + line for line in aligned(rows)]
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from flows.connections import redis_connection
 from flows.errors import OperateError
 from flows.settings import REPOSITORY, OrchestrationSettings
 from flows.setup import MASTER_POOL
+from stroppy_domain.reports import aligned
 
 SUITE_DEPLOYMENT = "stroppy-test-suite/suite"
 STACK_SCRIPT = REPOSITORY / "scripts" / "stack.sh"
@@ -88,12 +89,12 @@ def _docker_engine() -> str:
 def _images() -> str:
     import docker  # noqa: PLC0415
 
-    from infra.images import ImageSet  # noqa: PLC0415
+    from infra.images import ImageSet, missing_images  # noqa: PLC0415
 
     wanted = ImageSet.for_checkout()
     client = docker.from_env(timeout=CHECK_TIMEOUT_S)
     try:
-        missing = [tag for tag in (wanted.db_node, wanted.edge) if not client.images.list(name=tag)]
+        missing = missing_images(client, wanted)
     finally:
         client.close()
     if missing:
@@ -128,11 +129,7 @@ def status(settings: OrchestrationSettings) -> list[ComponentStatus]:
 
 
 def render_status(components: list[ComponentStatus]) -> str:
-    width = max(len(component.name) for component in components)
-    return "\n".join(
-        f"{component.name.ljust(width)}  {'up  ' if component.up else 'DOWN'}  {component.detail}"
-        for component in components
-    )
+    return "\n".join(aligned([(c.name, "up" if c.up else "DOWN", c.detail) for c in components]))
 
 
 class _Progress:
@@ -231,8 +228,4 @@ def render_results(result: Any) -> str:
         run = outcome.result
         link = (run.grafana_url if run else None) or (outcome.message or "")
         rows.append((outcome.test_name, outcome.state, str(run.verdict) if run else "-", _key_number(outcome), link))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in rows
-    )
+    return "\n".join(aligned(rows))

@@ -49,15 +49,8 @@ start_victoria_metrics() {
     return 0
   fi
   mkdir -p "$vm_dir/targets" "$vm_dir/data"
-  cat >"$vm_dir/scrape.yml" <<YAML
-global:
-  scrape_interval: 5s
-  scrape_timeout: 4s
-scrape_configs:
-  - job_name: stroppy-runs
-    file_sd_configs:
-      - files: ["$vm_dir/targets/*.json"]
-YAML
+  # The scrape configuration compose.yaml uses too, pointed at this checkout's targets directory.
+  sed "s#/var/lib/stroppy/targets#$vm_dir/targets#" "$root/infra/metrics/scrape.yml" >"$vm_dir/scrape.yml"
   # Short discovery and visibility delays: a run registers its exporters seconds before its load starts, and its
   # dashboards are checked right after it ends. Deduplication makes a retried import of the same samples harmless.
   nohup victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$vm_dir/data" \

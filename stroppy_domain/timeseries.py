@@ -4,12 +4,14 @@ targets of the run's exporters. Pure; the metrics store (infra/metrics_store.py)
 Both drivers give the same three series, so one dashboard serves every test:
 `stroppy_load_throughput` (transactions or iterations completed per second), `stroppy_load_latency_seconds`
 (per-second quantiles, label `quantile`) and `stroppy_load_errors` (failed transactions or failed checks per second).
+The stroppy driver adds each of its k6 metrics as `k6_<metric>` (per-second mean).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
@@ -23,6 +25,7 @@ LOAD_THROUGHPUT = "stroppy_load_throughput"
 LOAD_LATENCY = "stroppy_load_latency_seconds"
 LOAD_ERRORS = "stroppy_load_errors"
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+K6_METRIC_PREFIX = "k6_"
 
 PGBENCH_LOG_PREFIX = "pgbench_log"
 K6_METRICS_FILE = "k6_metrics.csv"
@@ -129,26 +132,37 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
     """k6 `--out csv=FILE` rows (`metric_name,timestamp,metric_value,...`, unix-second timestamps).
 
     k6 writes one `iteration_duration` row (milliseconds) per completed iteration: throughput and latency come from
-    those; a `checks` row of 0 is an error.
+    those; a `checks` row of 0 is an error. Besides, every metric the load reported (stroppy's own included) becomes
+    `k6_<metric>`, its per-second mean.
     """
     per_second = _PerSecond()
+    sums: dict[str, Counter[int]] = {}
+    counts: dict[str, Counter[int]] = {}
     reader = csv.DictReader(lines)
     missing = {"metric_name", "timestamp", "metric_value"} - set(reader.fieldnames or ())
     if missing:
         raise LoadSeriesError(f"k6 CSV output lacks the column(s) {', '.join(sorted(missing))}")
     for row in reader:
         name = row["metric_name"]
-        if name not in {"iteration_duration", "checks"}:
-            continue
         try:
             second, value = int(float(row["timestamp"])), float(row["metric_value"])
         except (TypeError, ValueError) as error:
             raise LoadSeriesError(f"k6 CSV line {reader.line_num}: {error}") from error
+        sums.setdefault(name, Counter())[second] += value
+        counts.setdefault(name, Counter())[second] += 1
         if name == "iteration_duration":
             per_second.add(second, value / 1000)
-        elif value == 0:
+        elif name == "checks" and value == 0:
             per_second.add(second, None)
-    return per_second.series()
+    means = [
+        Series(
+            name=K6_METRIC_PREFIX + re.sub(r"[^a-zA-Z0-9_]", "_", name),
+            timestamps_ms=[second * 1000 for second in sorted(sums[name])],
+            values=[sums[name][second] / counts[name][second] for second in sorted(sums[name])],
+        )
+        for name in sorted(sums)
+    ]
+    return per_second.series() + means
 
 
 def scrape_targets(run_id: str, plan: RunPlan) -> list[ScrapeTarget]:

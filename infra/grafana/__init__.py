@@ -11,11 +11,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, Field
 
 from stroppy_domain.reports import Dashboard, Phase, dashboard_url
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE_FILE = Path(__file__).resolve().parent / "provisioning" / "datasources" / "stroppy.yaml"
 DATASOURCE_UID = "stroppy-victoria-metrics"
 FOLDER_UID = "stroppy"
 ANNOTATION_TAG = "stroppy"
@@ -36,6 +38,15 @@ class ProvisionReport(BaseModel):
 def dashboards() -> tuple[dict[str, Any], ...]:
     """The dashboards kept in the repository, in file-name order."""
     return tuple(json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json")))
+
+
+@cache
+def datasource() -> dict[str, Any]:
+    """The VictoriaMetrics datasource as Grafana's file provisioning declares it (compose.yaml mounts that file)."""
+    (declared,) = yaml.safe_load(DATASOURCE_FILE.read_text())["datasources"]
+    if declared["uid"] != DATASOURCE_UID:
+        raise GrafanaError(f"{DATASOURCE_FILE}: uid {declared['uid']} is not {DATASOURCE_UID}, which panels use")
+    return declared
 
 
 def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
@@ -100,10 +111,7 @@ class Grafana:
             report.unchanged.append(f"folder {FOLDER_UID}")
 
     def _ensure_datasource(self, report: ProvisionReport) -> None:
-        wanted = {
-            "uid": DATASOURCE_UID, "name": "Stroppy VictoriaMetrics", "type": "prometheus", "access": "proxy",
-            "url": self.datasource_url, "jsonData": {"httpMethod": "POST", "timeInterval": "5s"},
-        }  # fmt: skip
+        wanted = datasource() | {"url": self.datasource_url}
         current = self._lookup("datasource", self._api.datasource.get_datasource_by_uid, DATASOURCE_UID)
         name = f"datasource {DATASOURCE_UID}"
         if current is None:

@@ -119,6 +119,11 @@ def default_planner_settings() -> PlannerSettings:
     return PlannerSettings(images=ImageSet.for_checkout().catalogue())
 
 
+def missing_images(client: docker.DockerClient, images: ImageSet) -> list[str]:
+    """The tags of `images` the engine does not have."""
+    return [tag for tag in (images.base, images.db_node, images.edge) if not _exists(client, tag)]
+
+
 def _exists(client: docker.DockerClient, reference: str) -> bool:
     import docker  # noqa: PLC0415 - the SDK loads only when images are built
 

@@ -15,11 +15,14 @@ import shutil
 import tarfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from flows.cli import main as cli
+from flows.settings import OrchestrationSettings
+from flows.teardown import metrics_store
 from infra.stroppy_release import ARCHIVE_NAME
 from tests.conftest import REPO
 from tests.e2e.test_orchestration import NOTHING, PATRONI_BEHIND_PGBOUNCER, leftovers, run_suite
@@ -93,6 +96,10 @@ def test_pinned_stroppy_drives_a_real_load_and_bad_releases_fail_cleanly(release
     summary = json.loads((Path(run.output_dir) / "summary.json").read_text())
     assert summary["metrics"]["iterations"]["count"] > 0
     assert run.connection.endswith(":6432/stroppy?sslmode=disable")
+    store = metrics_store(OrchestrationSettings())
+    window = (run.started_at - timedelta(seconds=30), datetime.now(UTC))
+    for series in ("k6_iteration_duration", "stroppy_load_throughput"):  # stroppy's own metrics, and the common ones
+        assert store.query_range(f'{series}{{run_id="{run.run_id}"}}', *window, 5), series
 
     expected = {
         "tampered": "does not match the pinned",

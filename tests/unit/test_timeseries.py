@@ -110,6 +110,18 @@ def test_k6_csv_counts(rows: list[str], expected: dict[str, dict[int, float]]) -
     assert {name: keyed[name] for name in expected} == expected
 
 
+def test_every_k6_metric_becomes_its_per_second_mean() -> None:
+    rows = [
+        "tpcc_new_order_duration,1700000000,10,,,,,default", "tpcc_new_order_duration,1700000000,30,,,,,default",
+        "tpcc_new_order_duration,1700000001,5,,,,,default", "vus,1700000000,4,,,,,",
+        "data-sent{x},1700000000,100,,,,,",
+    ]  # fmt: skip
+    keyed = by_key(k6_csv_series([K6_HEADER, *rows]))
+    assert keyed["k6_tpcc_new_order_duration"] == {1700000000: 20.0, 1700000001: 5.0}
+    assert keyed["k6_vus"] == {1700000000: 4.0}
+    assert keyed["k6_data_sent_x_"] == {1700000000: 100.0}
+
+
 def test_k6_latency_is_in_seconds() -> None:
     keyed = by_key(k6_csv_series([K6_HEADER, "iteration_duration,1700000000,250,,,,,"]))
     assert 0.25 <= keyed[f"{LOAD_LATENCY}{{quantile=0.5}}"][1700000000] <= 0.255
