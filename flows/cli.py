@@ -123,9 +123,14 @@ def _edge_agent(args: argparse.Namespace) -> int:
         # Orchestrators probe the agent's health from outside its machine.
         "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
         "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),
+        # The deployments' pull step runs edge flows from this installation unless told otherwise.
+        "STROPPY_FLOWS_DIR": os.environ.get("STROPPY_FLOWS_DIR", str(Path(__file__).resolve().parent.parent)),
     }
+    # The worker from this installation's environment, also when it is not on PATH (a systemd unit's default PATH).
+    beside = Path(sys.executable).parent / "prefect"
+    prefect = str(beside) if beside.is_file() else "prefect"
     command = [
-        "prefect", "worker", "start", "--pool", args.pool, "--work-queue", args.queue,
+        prefect, "worker", "start", "--pool", args.pool, "--work-queue", args.queue,
         "--name", args.name or args.queue, "--type", "process", "--with-healthcheck",
     ]  # fmt: skip
     # exec, so the worker is the container's process and receives its signals directly.

@@ -7,12 +7,15 @@ start with none and add them one at a time.
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from prefect.blocks.core import Block
 
 from blocks.redis import RedisConnection
 from flows.settings import OrchestrationSettings
+
+if TYPE_CHECKING:
+    from prefect_aws import S3Bucket
 
 B = TypeVar("B", bound=Block)
 logger = logging.getLogger("stroppy.connections")
@@ -34,3 +37,10 @@ def saved_block(block_type: type[B], name: str | None) -> B | None:
 
 def redis_connection(settings: OrchestrationSettings) -> RedisConnection:
     return saved_block(RedisConnection, settings.redis_block) or RedisConnection(url=settings.redis_url)
+
+
+def results_bucket(settings: OrchestrationSettings) -> S3Bucket | None:
+    """The prefect-aws `S3Bucket` runs' raw files (and cloud machines' load files) go to, once one is saved."""
+    from prefect_aws import S3Bucket  # noqa: PLC0415 - the AWS SDK loads only when results are stored
+
+    return saved_block(S3Bucket, settings.archive_s3_block)

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field
 
+from infra.containers import ServiceEngine
 from infra.processes import run_bounded
+from infra.result_storage import S3ResultStorage
 from infra.stroppy_release import PinnedRelease, install
+from infra.targets.base import RUN_ID_PATTERN, RunSpec, TargetError
 from stroppy_domain.load import LoadStep
+from stroppy_domain.plan import SecretFile, StartStage
 
 VERSION_CHECK_TIMEOUT_S = 30
+LOAD_FILES_PREFIX = "load"
 
 
 class LoadRequest(BaseModel):
     run_id: str
     steps: list[LoadStep]
-    output_dir: str = Field(description="Where the load writes its files; shared with the master.")
+    output_dir: str = Field(description="Where the load writes its files (on Docker, shared with the master).")
+    upload_block: str | None = Field(
+        default=None,
+        description="prefect-aws `S3Bucket` block the files go to, under `<run id>/load/`, for machines that share "
+        "no directory with the master.",
+    )
 
 
 class StepOutcome(BaseModel):
@@ -61,6 +73,13 @@ def run_load(request: LoadRequest) -> LoadOutcome:
             reason = f"ran past its bound of {step.timeout_s} s" if result.timed_out else f"exited {result.exit_code}"
             raise LoadFailed(f"{step.name} {reason}; last output:\n" + "\n".join(result.tail[-15:]))
     files = sorted(str(path.relative_to(output_dir)) for path in output_dir.rglob("*") if path.is_file())
+    if request.upload_block is not None:
+        from prefect_aws import S3Bucket  # noqa: PLC0415 - the AWS SDK loads only when files are uploaded
+
+        location = S3ResultStorage(S3Bucket.load(request.upload_block, _sync=True)).store(
+            f"{request.run_id}/{LOAD_FILES_PREFIX}", output_dir
+        )
+        log.info("%d load file(s) uploaded to %s", len(files), location)
     return LoadOutcome(steps=outcomes, files=files)
 
 
@@ -81,3 +100,54 @@ def install_stroppy(request: InstallRequest) -> str:
         raise LoadFailed(f"{binary} version exited {check.exit_code}: " + "\n".join(check.tail[-5:]))
     log.info("stroppy %s installed at %s (sha256 %s)", request.release.version, binary, request.release.sha256)
     return str(binary)
+
+
+class StartServicesRequest(BaseModel):
+    """One start stage of one machine, or (no stage) the machine's own files. The plan, with the run's passwords,
+    stays in a Secret block."""
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    machine: str
+    stage: StartStage | None = Field(description="The stage to start; none writes the machine's own secret files.")
+    run_block: str = Field(description="Prefect `Secret` block holding the run's spec (passwords included).")
+    network_mode: str = Field(default="host", description="The services share the machine's own network.")
+    files_root: str = Field(default="/", description="Where the machine's own files' absolute paths start.")
+    api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the machine's engine.")
+
+
+@flow(name="start-services", persist_result=True, retries=0)
+def start_services(request: StartServicesRequest) -> int:
+    """Start the machine's containers of one stage on its own Docker engine and wait until they are healthy, or
+    write the machine's own secret files; returns how many containers or files."""
+    log = get_run_logger()
+    run = RunSpec.model_validate(Secret.load(request.run_block, _sync=True).get())
+    if run.run_id != request.run_id:
+        raise TargetError(f"block {request.run_block} holds run {run.run_id}, not {request.run_id}")
+    machine = next((m for m in run.plan.machines if m.name == request.machine), None)
+    if machine is None:
+        raise TargetError(f"run {run.run_id} has no machine {request.machine!r}")
+    if request.stage is None:
+        return _write_machine_files(machine.secret_files, Path(request.files_root))
+    import docker  # noqa: PLC0415 - the SDK loads only when a machine starts services
+
+    members = [(machine, container) for container in machine.containers if container.start_stage is request.stage]
+    client = docker.from_env(timeout=int(request.api_timeout_s))
+    try:
+        engine = ServiceEngine(client, progress=log.info, pull_missing_images=True)
+        engine.start_stage(run, request.stage, members, lambda _: request.network_mode)
+    finally:
+        client.close()
+    return len(members)
+
+
+def _write_machine_files(files: list[SecretFile], root: Path) -> int:
+    """Each file readable by this agent only, written whole or not at all."""
+    for file in files:
+        path = root / file.path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = path.with_name(f".{path.name}.partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file.mode & 0o700)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(file.content.get_secret_value())
+        partial.replace(path)
+    return len(files)

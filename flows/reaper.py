@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from flows.connections import redis_connection
 from flows.settings import OrchestrationSettings
-from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, target_settings, tear_down
+from flows.targets import available_targets, target_settings
+from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, tear_down
 from infra.ledger import RunLedger, open_ledgers
 from infra.targets import open_target
 from stroppy_domain.model import Target
@@ -79,7 +80,7 @@ def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapRe
     """Tear down runs whose flow run has ended (or vanished for `grace_minutes`) or whose resources have expired."""
     log = get_run_logger()
     settings = OrchestrationSettings()
-    chosen = targets or [Target.DOCKER]
+    chosen = targets or available_targets(settings)
     evidence = _evidence(settings, chosen)
     report = ReapReport(checked=len(evidence))
     now = datetime.now(UTC)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -21,15 +22,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
-from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from blocks.grafana import GrafanaConnection
-from flows.connections import redis_connection, saved_block
-from flows.edge import InstallRequest, LoadOutcome, LoadRequest
+from flows.connections import redis_connection, results_bucket, saved_block
+from flows.edge import LOAD_FILES_PREFIX, InstallRequest, LoadOutcome, LoadRequest
 from flows.settings import OrchestrationSettings
+from flows.targets import machine_images, runner_directory, target_bounds, target_settings
 from flows.teardown import (
     LEDGER_FLOW_RUN,
     LEDGER_QUEUES,
@@ -37,17 +38,15 @@ from flows.teardown import (
     LEDGER_SUBNET,
     LEDGER_TARGET,
     TeardownReport,
-    machine_images,
     metrics_store,
-    target_settings,
     tear_down,
 )
-from infra.edge_queues import create_queues, wait_until_ready
+from infra.edge_queues import create_queues, dispatch, wait_until_ready
 from infra.grafana import RUN_OVERVIEW, Grafana
 from infra.images import default_planner_settings
 from infra.ledger import RunLedger
 from infra.reservations import SubnetReservations
-from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
+from infra.result_storage import LocalResultStorage, ResultStorage, ResultStorageError, S3ResultStorage
 from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import open_target
 from infra.targets.base import RunSpec, machine_queue_name
@@ -71,8 +70,6 @@ from stroppy_domain.validation import validate_suite
 
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
 INSTALL_DEPLOYMENT = "install-stroppy/edge"
-DISPATCH_POLL_S = 1.0
-QUEUE_RECHECK_TIMEOUT_S = 30
 
 
 class RunStep(StrEnum):
@@ -164,20 +161,20 @@ def plan_topology(test: BenchmarkTest, target: Target, subnet: str, run_id: str,
     return RunSpec(run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(seconds=ttl_s))
 
 
-@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False, timeout_seconds=600)
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
 def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> list[str]:
     """Ledger first, then one queue per machine, then the machines (whose agents poll those queues)."""
     queues = [machine_queue_name(run.run_id, machine.name) for machine in run.plan.machines]
-    client = redis_connection(settings).client()
-    try:
-        ledger = RunLedger(client, run.run_id)
-        ledger.record(LEDGER_TARGET, {"name": str(target)})
-        ledger.record(LEDGER_QUEUES, queues)
-    finally:
-        client.close()
-    asyncio.run(create_queues(queues))
     backend = open_target(target, target_settings(target, settings))
     try:
+        client = redis_connection(settings).client()
+        try:
+            ledger = RunLedger(client, run.run_id)
+            ledger.record(LEDGER_TARGET, {"name": str(target), "state": backend.state_location(run.run_id)})
+            ledger.record(LEDGER_QUEUES, queues)
+        finally:
+            client.close()
+        asyncio.run(create_queues(queues))
         backend.create_machines(run)
     finally:
         backend.close()
@@ -189,7 +186,24 @@ def wait_for_agents(queues: list[str], timeout_s: float) -> float:
     return asyncio.run(wait_until_ready(queues, timeout_s))
 
 
-@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False, timeout_seconds=900)
+def _bring_up(
+    run: RunSpec,
+    target: Target,
+    settings: OrchestrationSettings,
+    step: Callable[[RunStep], AbstractContextManager[None]],
+) -> None:
+    """Machines, their agents, their services: each step bounded as the target needs."""
+    with step(RunStep.CREATE_MACHINES):
+        bounds = target_bounds(target, settings)
+        queues = create_machines.with_options(timeout_seconds=bounds.create_machines_s)(run, target, settings)
+    with step(RunStep.WAIT_FOR_AGENTS):
+        wait_for_agents.with_options(timeout_seconds=bounds.agents_ready_s + 30)(queues, bounds.agents_ready_s)
+    with step(RunStep.START_SERVICES):
+        start_services.with_options(timeout_seconds=bounds.start_services_s)(run, target, settings)
+        watch_exporters(run, settings)
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
 def start_services(run: RunSpec, target: Target, settings: OrchestrationSettings) -> None:
     backend = open_target(target, target_settings(target, settings))
     try:
@@ -300,15 +314,7 @@ def test_run(
             subnet = reserve_subnet(run_id, target, len(lay_out(test).machines), settings)
         with step(RunStep.PLAN):
             run: RunSpec = plan_topology(test, target, subnet, run_id, settings.ledger_ttl_s)
-        with step(RunStep.CREATE_MACHINES):
-            queues = create_machines(run, target, settings)
-        with step(RunStep.WAIT_FOR_AGENTS):
-            wait_for_agents.with_options(timeout_seconds=settings.agents_ready_timeout_s + 30)(
-                queues, settings.agents_ready_timeout_s
-            )
-        with step(RunStep.START_SERVICES):
-            start_services(run, target, settings)
-            watch_exporters(run, settings)
+        _bring_up(run, target, settings, step)
         with step(RunStep.INSTALL):
             binary = _install_stroppy(run, test, settings)
         with step(RunStep.RUN_LOAD):
@@ -400,23 +406,8 @@ def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
 
 
 def _result_storage(settings: OrchestrationSettings) -> ResultStorage:
-    from prefect_aws import S3Bucket  # noqa: PLC0415 - the AWS SDK loads only when results are stored
-
-    bucket = saved_block(S3Bucket, settings.archive_s3_block)
+    bucket = results_bucket(settings)
     return S3ResultStorage(bucket) if bucket is not None else LocalResultStorage(settings.archive_dir)
-
-
-def _dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
-    """Run an edge flow on one machine's queue, once its agent polls it, and return the flow's result."""
-    asyncio.run(wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S))
-    child = run_deployment(
-        deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S
-    )
-    if child.state is None or not child.state.is_final():
-        raise TimeoutError(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {child.state})")
-    if not child.state.is_completed():
-        raise RuntimeError(f"{deployment} on {queue} ended {child.state.name}: {child.state.message}")
-    return child.state.result()
 
 
 def _dispatch_install(run_id: str, test: BenchmarkTest, plan: RunPlan, settings: OrchestrationSettings) -> str:
@@ -426,11 +417,11 @@ def _dispatch_install(run_id: str, test: BenchmarkTest, plan: RunPlan, settings:
     request = InstallRequest(
         release=release,
         url=release_url(settings.release_url, version, gateway),
-        directory=f"/opt/stroppy-runs/{run_id}",
+        directory=str(runner_directory(plan.target, run_id) / "stroppy"),
         timeout_s=settings.install_timeout_s,
     )
     queue = machine_queue_name(run_id, plan.runner.name)
-    return _dispatch(
+    return dispatch(
         INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, settings.install_timeout_s * 4
     )
 
@@ -438,7 +429,21 @@ def _dispatch_install(run_id: str, test: BenchmarkTest, plan: RunPlan, settings:
 def _dispatch_load(
     run_id: str, steps: list[LoadStep], plan: RunPlan, output_dir: Path, settings: OrchestrationSettings
 ) -> LoadOutcome:
-    request = LoadRequest(run_id=run_id, steps=steps, output_dir=str(output_dir))
+    """On Docker the runner writes into the shared `output_dir`; a cloud runner uploads its files to the results
+    bucket, and they are fetched into `output_dir` from there."""
+    shared = plan.target is Target.DOCKER
+    request = LoadRequest(
+        run_id=run_id,
+        steps=steps,
+        output_dir=str(output_dir if shared else runner_directory(plan.target, run_id) / LOAD_FILES_PREFIX),
+        upload_block=None if shared else settings.archive_s3_block,
+    )
     queue = machine_queue_name(run_id, plan.runner.name)
     bound = sum(step.timeout_s for step in steps) + settings.load_margin_s
-    return _dispatch(RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, bound)
+    outcome = dispatch(RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, bound)
+    if not shared:
+        bucket = results_bucket(settings)
+        if bucket is None:
+            raise ResultStorageError(f"the S3Bucket block {settings.archive_s3_block!r} the load files went to is gone")
+        S3ResultStorage(bucket).fetch(f"{run_id}/{LOAD_FILES_PREFIX}", output_dir)
+    return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,5 +63,30 @@ class OrchestrationSettings(BaseSettings):
     )
     yandex_cloud_block: str | None = Field(
         default="stroppy-yandex-cloud", description="`YandexCloud` block of the cloud target."
+    )
+    cloud_api_url: str | None = Field(
+        default=None, description="How cloud machines reach the Prefect API (inside `control_plane_cidr`)."
+    )
+    cloud_package_url: str | None = Field(
+        default=None, description="This project's wheel as cloud machines download it (pinned by its sha256)."
+    )
+    cloud_package_sha256: str | None = Field(default=None, description="sha256 of that wheel.")
+    cloud_requirements_url: str | None = Field(
+        default=None, description="The wheel's locked dependencies with hashes (`python -m infra.images release`)."
+    )
+    cloud_requirements_sha256: str | None = Field(default=None, description="sha256 of that requirements file.")
+    cloud_image_registry: str | None = Field(
+        default=None, description="Registry prefix cloud machines pull the service images from."
+    )
+    cloud_agents_ready_timeout_s: float = Field(
+        default=900, gt=0, description="Bound of the wait for cloud machines to boot and poll their queues."
+    )
+    terraform_binary: str = Field(default="terraform", description="The terraform executable of cloud runs.")
+    terraform_state_dir: Path = Field(
+        default=REPOSITORY / ".state" / "terraform",
+        description="Cloud runs' working directories and state; must survive a restart of the master.",
+    )
+    terraform_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG", "TRACE"] = Field(
+        default="WARN", description="TF_LOG of every terraform command."
     )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")

@@ -13,13 +13,12 @@ from pydantic import BaseModel, Field
 
 from flows.connections import redis_connection
 from flows.settings import OrchestrationSettings
+from flows.targets import target_settings
 from infra.edge_queues import delete_queues
-from infra.images import ImageSet
 from infra.ledger import RunLedger
 from infra.metrics_store import VictoriaMetrics
 from infra.reservations import SubnetReservations
 from infra.targets import open_target
-from infra.targets.docker import DockerTargetSettings
 from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace
 
@@ -40,38 +39,8 @@ class TeardownReport(BaseModel):
     unwatched_exporters: bool = False
 
 
-def docker_target_settings(settings: OrchestrationSettings) -> DockerTargetSettings:
-    """How the master starts machines on Docker: each runs an edge agent for its own queue."""
-    results = str(settings.results_dir)
-    return DockerTargetSettings(
-        machine_image=ImageSet.for_checkout().edge,
-        machine_command=["stroppy-flows", "edge-agent", "--queue", "{queue}", "--name", "{queue}"],
-        machine_environment={
-            "PREFECT_API_URL": settings.edge_api_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-            "PREFECT_LOCAL_STORAGE_PATH": f"{results}/prefect",
-            "STROPPY_FLOWS_DIR": settings.edge_flows_dir,
-        },
-        machine_binds=[f"{results}:{results}"],
-    )
-
-
 def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
     return VictoriaMetrics(settings.metrics_url, settings.metrics_targets_dir)
-
-
-def target_settings(target: Target, settings: OrchestrationSettings) -> object:
-    if target is Target.DOCKER:
-        return docker_target_settings(settings)
-    raise ValueError(f"target {target} has no settings in this installation yet")
-
-
-def machine_images(target: Target, settings: OrchestrationSettings) -> list[str]:
-    """The images the target boots its machines from (the edge agent and the load tools), for run reports."""
-    if target is Target.DOCKER:
-        return [docker_target_settings(settings).machine_image]
-    return []
 
 
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
@@ -85,6 +54,12 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
         if LEDGER_TARGET in entries:
             target_name = Target(entries[LEDGER_TARGET]["name"])
             backend = open_target(target_name, target_settings(target_name, settings))
+            recorded, current = entries[LEDGER_TARGET].get("state"), backend.state_location(run_id)
+            if recorded != current:
+                logger.warning(
+                    "run %s: its state was recorded at %s but the target now keeps it at %s; only the label sweep "
+                    "can find its resources", run_id, recorded, current,
+                )  # fmt: skip
             try:
                 report.removed = backend.destroy(run_id).removed
             finally:

@@ -1,4 +1,5 @@
-"""Per-machine work queues on the Prefect server: created with the machine, waited for, deleted at teardown."""
+"""Per-machine work queues on the Prefect server: created with the machine, waited for, deleted at teardown; and
+the dispatch of an edge flow to one machine's queue."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import WorkQueueStatus
+from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 EDGE_POOL = "stroppy-edge"
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 5.0
+DISPATCH_POLL_S = 1.0
+QUEUE_RECHECK_TIMEOUT_S = 30
 
 
 class EdgeAgentsNotReady(RuntimeError):  # noqa: N818 - reads as the condition it reports
@@ -63,3 +68,16 @@ async def delete_queues(names: Iterable[str], pool: str = EDGE_POOL) -> int:
             except ObjectNotFound:
                 continue
     return deleted
+
+
+def dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
+    """Run an edge flow on one machine's queue, once its agent polls it, and return the flow's result."""
+    asyncio.run(wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S))
+    child = run_deployment(
+        deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S
+    )
+    if child.state is None or not child.state.is_final():
+        raise TimeoutError(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {child.state})")
+    if not child.state.is_completed():
+        raise RuntimeError(f"{deployment} on {queue} ended {child.state.name}: {child.state.message}")
+    return child.state.result()

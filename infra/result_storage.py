@@ -56,3 +56,13 @@ class S3ResultStorage:
                 raise ResultStorageError(f"cannot store {path} in s3://{self.bucket.bucket_name}: {error}") from error
         folder = self.bucket.bucket_folder.strip("/")
         return f"s3://{self.bucket.bucket_name}/" + (f"{folder}/" if folder else "") + run_id
+
+    def fetch(self, prefix: str, destination: Path) -> list[str]:
+        """Download every file stored under `prefix` into `destination`; returns their paths relative to it."""
+        try:
+            self.bucket.download_folder_to_path(prefix, destination, _sync=True)
+        except Exception as error:  # botocore raises many unrelated types; all mean "not fetched"
+            raise ResultStorageError(
+                f"cannot fetch {prefix} from s3://{self.bucket.bucket_name} into {destination}: {error}"
+            ) from error
+        return [str(path.relative_to(destination)) for path in _files(destination)]

@@ -8,15 +8,23 @@ the machine's service account, so no secret is ever in a VM's metadata.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import yaml
 from pydantic import Field
 
 from stroppy_domain.model import Model
 from stroppy_domain.plan import RunPlan
+from stroppy_domain.services import LOAD_PASSFILE
 
 EDGE_SERVICE = "stroppy-edge"
 CREDENTIALS_ENV = "/run/stroppy/agent.env"
+LOCKED_REQUIREMENTS = "/etc/stroppy/requirements.txt"
+AGENT_STATE_DIR = "/var/lib/stroppy"
+"""The one directory the edge agent may write (besides the load's pgpass directory): runs, Prefect's home."""
+MACHINE_FILES_DIR = str(PurePosixPath(LOAD_PASSFILE).parent)
+"""Where the machine's own secret files go (the load's pgpass); the agent writes them there."""
+PACKAGE_REQUIREMENT = "/etc/stroppy/package.txt"
 LOCKBOX_PAYLOAD_URL = "https://payload.lockbox.api.cloud.yandex.net/lockbox/v1/secrets/{secret}/payload"
 METADATA_TOKEN_URL = "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token"
 
@@ -35,19 +43,44 @@ class YandexPlacement(Model):
     disk_type: str = "network-ssd"
 
 
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class EdgeRelease(Model):
+    """What every machine installs, each file pinned by its sha256, and where it reports to."""
+
+    prefect_api_url: str = Field(description="The Prefect API as the machines reach it.")
+    package_url: str = Field(description="This project's wheel.")
+    package_sha256: str = Field(pattern=SHA256)
+    requirements_url: str = Field(description="Its locked dependencies with their hashes (`requirements.txt`).")
+    requirements_sha256: str = Field(pattern=SHA256)
+
+
 class EdgeBootstrap(Model):
     """What a machine needs to become an edge agent: only references, never credentials."""
 
     queue: str
-    prefect_api_url: str
-    package_url: str = Field(description="This project's pinned wheel.")
-    package_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     lockbox_secret_id: str
+    result_storage_block: str = Field(
+        description="Prefect storage block (`s3-bucket/<name>`) edge flows persist their results in, for the master."
+    )
+    release: EdgeRelease
+
+
+EXPIRES_LABEL_FORMAT = "%Y%m%dt%H%M%Sz"
 
 
 def expires_label(moment: datetime) -> str:
     """A label value Yandex Cloud accepts (lowercase letters, digits, no colons): 20261126t230000z."""
-    return moment.astimezone(UTC).strftime("%Y%m%dt%H%M%Sz")
+    return moment.astimezone(UTC).strftime(EXPIRES_LABEL_FORMAT)
+
+
+def parse_expires_label(value: str) -> datetime | None:
+    """The moment an `expires_label` names; None for a value that is not one (the resource is not ours to judge)."""
+    try:
+        return datetime.strptime(value, EXPIRES_LABEL_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def terraform_variables(
@@ -100,8 +133,10 @@ After=network-online.target docker.service
 User=stroppy
 Group=stroppy
 SupplementaryGroups=docker
+Environment=PATH=/opt/stroppy-flows/bin:/usr/sbin:/usr/bin:/sbin:/bin
 EnvironmentFile=/etc/stroppy/edge.env
-EnvironmentFile={env_file}
+# Written by ExecStartPre; "-" because it cannot exist before then (systemd reads it again for ExecStart).
+EnvironmentFile=-{env_file}
 ExecStartPre=+/usr/local/lib/stroppy/fetch-credentials
 ExecStart=/opt/stroppy-flows/bin/stroppy-flows edge-agent --queue {queue}
 Restart=on-failure
@@ -114,7 +149,7 @@ ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
 RestrictSUIDSGID=yes
-ReadWritePaths=/var/lib/stroppy
+ReadWritePaths={state_dir} {files_dir}
 
 [Install]
 WantedBy=multi-user.target
@@ -122,8 +157,13 @@ WantedBy=multi-user.target
 
 
 def edge_user_data(bootstrap: EdgeBootstrap) -> str:
-    """#cloud-config for a machine: Docker, this project's pinned wheel, and the agent as a hardened service."""
-    package = f"stroppy-flows @ {bootstrap.package_url}#sha256={bootstrap.package_sha256}"
+    """#cloud-config for a machine: Docker, this project's pinned wheel, and the agent as a hardened service.
+
+    Every Python package is installed by hash: the dependencies from the release's locked requirements (whose own
+    sha256 is checked first), then the project's wheel, both with `--require-hashes --no-deps`.
+    """
+    release = bootstrap.release
+    pip = ["/opt/stroppy-flows/bin/pip", "install", "--require-hashes", "--no-deps", "--requirement"]
     config = {
         "package_update": True,
         "packages": ["docker.io", "python3-venv", "curl", "jq"],
@@ -141,18 +181,42 @@ def edge_user_data(bootstrap: EdgeBootstrap) -> str:
             {
                 "path": "/etc/stroppy/edge.env",
                 "permissions": "0644",
-                "content": f"PREFECT_API_URL={bootstrap.prefect_api_url}\nPREFECT_WORKER_QUERY_SECONDS=1\n",
+                "content": "".join(
+                    f"{key}={value}\n"
+                    for key, value in {
+                        "PREFECT_API_URL": release.prefect_api_url,
+                        "PREFECT_WORKER_QUERY_SECONDS": "1",
+                        "PREFECT_HOME": f"{AGENT_STATE_DIR}/prefect",
+                        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+                        "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": bootstrap.result_storage_block,
+                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    }.items()
+                ),
+            },
+            {
+                "path": PACKAGE_REQUIREMENT,
+                "permissions": "0644",
+                "content": f"stroppy-flows @ {release.package_url} --hash=sha256:{release.package_sha256}\n",
             },
             {
                 "path": f"/etc/systemd/system/{EDGE_SERVICE}.service",
                 "permissions": "0644",
-                "content": _UNIT.format(queue=bootstrap.queue, env_file=CREDENTIALS_ENV),
+                "content": _UNIT.format(
+                    queue=bootstrap.queue,
+                    env_file=CREDENTIALS_ENV,
+                    state_dir=AGENT_STATE_DIR,
+                    files_dir=MACHINE_FILES_DIR,
+                ),
             },
         ],
         "runcmd": [
-            ["install", "-d", "-o", "stroppy", "-g", "stroppy", "/var/lib/stroppy"],
+            ["install", "-d", "-o", "stroppy", "-g", "stroppy", "-m", "0750", AGENT_STATE_DIR],
+            ["install", "-d", "-o", "stroppy", "-g", "stroppy", "-m", "0700", MACHINE_FILES_DIR],
+            ["curl", "-fsSL", "--retry", "5", "-m", "300", "-o", LOCKED_REQUIREMENTS, release.requirements_url],
+            ["sh", "-c", f"echo '{release.requirements_sha256}  {LOCKED_REQUIREMENTS}' | sha256sum --check --strict"],
             ["python3", "-m", "venv", "/opt/stroppy-flows"],
-            ["/opt/stroppy-flows/bin/pip", "install", package],
+            [*pip, LOCKED_REQUIREMENTS],
+            [*pip, PACKAGE_REQUIREMENT],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "docker", EDGE_SERVICE],
         ],

@@ -7,9 +7,12 @@ shows them.
 
 from __future__ import annotations
 
+import json
 from enum import IntEnum, StrEnum
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_core import to_jsonable_python
 
 from stroppy_domain.model import Hardware, Model, Target
 
@@ -142,3 +145,18 @@ class RunPlan(Model):
             if machine.name == name:
                 return machine
         raise KeyError(f"plan of {self.test_name} has no machine {name}")
+
+
+def revealed_json(model: BaseModel) -> str:
+    """The model as JSON with its secrets in clear, for a secret store only (a Prefect `Secret` block)."""
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {key: reveal(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [reveal(item) for item in value]
+        return value
+
+    return json.dumps(reveal(model.model_dump(mode="python")), default=to_jsonable_python)

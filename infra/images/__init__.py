@@ -22,6 +22,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from stroppy_domain.settings import ImageCatalogue, PlannerSettings
 
 if TYPE_CHECKING:
@@ -191,15 +193,26 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: st
         raise ImageBuildError(f"{tag}: the build finished without producing the image\n" + "".join(log[-30:]))
 
 
+def _project_wheel_and_requirements(
+    directory: Path, requirements: Path, hashes: bool, what: str, progress: Progress
+) -> Path:
+    """This project's wheel in `directory` and its locked dependencies (no dev group, no extras) in `requirements`."""
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
+              *([] if hashes else ["--no-hashes"]), "-o", str(requirements)]  # fmt: skip
+    _run(export, f"{what}: export the locked requirements", progress)
+    before = set(directory.glob("*.whl"))
+    _run(["uv", "build", "--wheel", "--out-dir", str(directory), str(REPOSITORY)], f"{what}: build the wheel", progress)
+    built = sorted(set(directory.glob("*.whl")) - before) or sorted(directory.glob("stroppy_flows-*.whl"))
+    if not built:
+        raise ImageBuildError(f"{what}: uv build left no wheel in {directory}")
+    return built[-1]
+
+
 def _wheelhouse(target: Path, progress: Progress) -> None:
     """The project's wheel and every locked dependency as wheels for the edge image's Python."""
     target.mkdir()
     requirements = target.parent / "requirements.txt"
-    export = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-o", str(requirements)]
-    _run(export, "edge: export the locked requirements", progress)
-    _run(
-        ["uv", "build", "--wheel", "--out-dir", str(target), str(REPOSITORY)], "edge: build the project wheel", progress
-    )
+    _project_wheel_and_requirements(target, requirements, hashes=False, what="edge", progress=progress)
     platforms = [argument for platform in WHEEL_PLATFORMS for argument in ("--platform", platform)]
     download = [
         "uv", "run", "--no-project", "--with", "pip", "python", "-m", "pip", "download", "--quiet",
@@ -207,6 +220,28 @@ def _wheelhouse(target: Path, progress: Progress) -> None:
         "--python-version", EDGE_PYTHON, "--implementation", "cp", *platforms,
     ]  # fmt: skip
     _run(download, "edge: download dependency wheels", progress)
+
+
+class EdgeReleaseFiles(BaseModel):
+    """What cloud machines install: the wheel and its hash-pinned dependencies, each with its sha256."""
+
+    package: Path
+    package_sha256: str
+    requirements: Path
+    requirements_sha256: str
+
+
+def edge_release(directory: Path, progress: Progress = print) -> EdgeReleaseFiles:
+    """Write this checkout's wheel and `requirements.txt` (every dependency with its hashes) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    requirements = directory / "requirements.txt"
+    wheel = _project_wheel_and_requirements(directory, requirements, hashes=True, what="release", progress=progress)
+    return EdgeReleaseFiles(
+        package=wheel,
+        package_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        requirements=requirements,
+        requirements_sha256=hashlib.sha256(requirements.read_bytes()).hexdigest(),
+    )
 
 
 def build_images(client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None) -> ImageSet:

@@ -1,4 +1,6 @@
-"""`python -m infra.images build` builds the missing images; `python -m infra.images tags` prints their tags."""
+"""`python -m infra.images build` builds the missing images; `python -m infra.images tags` prints their tags;
+`python -m infra.images release [--out DIR]` writes what cloud machines install (the wheel and its hash-pinned
+requirements) and the settings that pin them."""
 
 from __future__ import annotations
 
@@ -6,18 +8,22 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from infra.images import ImageBuildError, ImageSet, build_images
+from infra.images import REPOSITORY, ImageBuildError, ImageSet, build_images, edge_release
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.images", description=__doc__)
-    parser.add_argument("command", choices=("build", "tags"))
+    parser.add_argument("command", choices=("build", "tags", "release"))
+    parser.add_argument("--out", type=Path, default=REPOSITORY / ".state" / "release", help="release: where to write")
     args = parser.parse_args()
     if args.command == "tags":
         images = ImageSet.for_checkout()
         print(json.dumps({"base": images.base, "db_node": images.db_node, "edge": images.edge}, indent=2))
         return 0
+    if args.command == "release":
+        return _release(args.out)
 
     import docker  # noqa: PLC0415 - only building needs the engine
 
@@ -35,6 +41,22 @@ def main() -> int:
     for reference in (images.base, images.db_node, images.edge):
         size_mb = client.images.get(reference).attrs["Size"] / 1e6
         progress(f"{reference}: {size_mb:.0f} MB")
+    return 0
+
+
+def _release(directory: Path) -> int:
+    try:
+        files = edge_release(directory, progress=lambda message: print(f"[release] {message}", flush=True))
+    except ImageBuildError as error:
+        print(f"release failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Publish {files.package} and {files.requirements} where the cloud machines can download them, then set:\n"
+        f"  STROPPY_CLOUD_PACKAGE_URL=<where {files.package.name} is served>\n"
+        f"  STROPPY_CLOUD_PACKAGE_SHA256={files.package_sha256}\n"
+        f"  STROPPY_CLOUD_REQUIREMENTS_URL=<where {files.requirements.name} is served>\n"
+        f"  STROPPY_CLOUD_REQUIREMENTS_SHA256={files.requirements_sha256}"
+    )
     return 0
 
 

@@ -14,4 +14,8 @@ def open_target(name: TargetName, settings: Any) -> Target:
         from infra.targets.docker import DockerTarget  # noqa: PLC0415 - backends load only when chosen
 
         return DockerTarget(settings)
+    if name is TargetName.YANDEX_CLOUD:
+        from infra.targets.yandex import YandexTarget  # noqa: PLC0415
+
+        return YandexTarget(settings)
     raise TargetError(f"target {name!r} has no backend in this installation yet")

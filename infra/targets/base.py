@@ -71,6 +71,9 @@ class Target(Protocol):
     def create_machines(self, run: RunSpec) -> None:
         """Create the run's network and one machine per planned machine, each holding its planned IP."""
 
+    def state_location(self, run_id: str) -> str | None:
+        """Where the backend keeps the run's own state (recorded in the ledger before creation), if anywhere."""
+
     def start_services(self, run: RunSpec) -> None:
         """Start the planned containers stage by stage; return once every health check has passed."""
 

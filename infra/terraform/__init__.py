@@ -50,15 +50,25 @@ class TerraformRunner:
         settings: TerraformSettings,
         credentials: dict[str, str],
         log: Callable[[str], None] = logger.info,
+        environment: dict[str, str] | None = None,
     ) -> None:
+        """`credentials` are masked in every line logged or raised; `environment` holds the rest (ids, zones)."""
         self.module_dir = module_dir
         self.settings = settings
         self._credentials = credentials
-        self._secrets = sorted((v for v in credentials.values() if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+        self._plain_environment = environment or {}
+        # A multi-line secret (a key file) may be echoed one line at a time, so each of its lines is masked too.
+        pieces = {piece.strip() for value in credentials.values() for piece in [value, *value.splitlines()]}
+        self._secrets = sorted((p for p in pieces if len(p) >= MIN_SECRET_LENGTH), key=len, reverse=True)
         self._log = log
 
     def workdir(self, run_id: str) -> Path:
         return self.settings.state_root / run_id
+
+    def runs(self) -> list[str]:
+        """Runs with a working directory under the state root (what destroy can still act on)."""
+        root = self.settings.state_root
+        return sorted(path.parent.name for path in root.glob(f"*/{VARIABLES_FILE}")) if root.is_dir() else []
 
     def apply(self, run_id: str, variables: dict[str, Any]) -> dict[str, Any]:
         """Create or converge the run's resources; returns the module's outputs. Idempotent: a retry converges."""
@@ -105,7 +115,7 @@ class TerraformRunner:
         if self.settings.plugin_cache_dir is not None:
             self.settings.plugin_cache_dir.mkdir(parents=True, exist_ok=True)
             env["TF_PLUGIN_CACHE_DIR"] = str(self.settings.plugin_cache_dir)
-        return env | self._credentials
+        return env | self._plain_environment | self._credentials
 
     def _masked(self, text: str) -> str:
         for secret in self._secrets:

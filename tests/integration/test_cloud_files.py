@@ -1,17 +1,22 @@
-"""The Yandex Cloud files checked offline with the real tools: `terraform fmt`, and Debian's `cloud-init schema`.
+"""The Yandex Cloud files checked offline with the real tools: `terraform fmt`, Debian's `cloud-init schema`, and
+the release the machines install (uv's hash-pinned export of the lock).
 
 (`terraform validate` needs the yandex provider, which these machines cannot download.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from stroppy_domain.cloud import EdgeBootstrap, edge_user_data
+from infra.images import edge_release
+from stroppy_domain.cloud import EdgeBootstrap, EdgeRelease, edge_user_data
 from tests.conftest import REPO
 
 
@@ -32,10 +37,14 @@ def test_the_yandex_module_is_formatted() -> None:
 
 @pytest.mark.parametrize("public_url", ["http://10.0.0.5:4200/api", "https://prefect.example.com/api"])
 def test_edge_user_data_is_valid_cloud_config(tmp_path: Path, public_url: str) -> None:
-    bootstrap = EdgeBootstrap(
-        queue="run-0123456789ab-stroppy-runner", prefect_api_url=public_url,
+    release = EdgeRelease(
+        prefect_api_url=public_url,
         package_url="https://releases.example.com/stroppy_flows-0.1.0-py3-none-any.whl", package_sha256="b" * 64,
-        lockbox_secret_id="e6qsecret",
+        requirements_url="https://releases.example.com/requirements.txt", requirements_sha256="d" * 64,
+    )  # fmt: skip
+    bootstrap = EdgeBootstrap(
+        queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
+        result_storage_block="s3-bucket/stroppy-results", release=release,
     )  # fmt: skip
     user_data = tmp_path / "user-data"
     user_data.write_text(edge_user_data(bootstrap))
@@ -55,3 +64,18 @@ def test_cloud_init_schema_does_catch_a_broken_config(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert finished.returncode != 0
+
+
+def test_the_release_pins_every_dependency_by_hash_and_leaves_out_extras_and_dev_tools(tmp_path: Path) -> None:
+    files = edge_release(tmp_path / "release", progress=lambda _: None)
+    assert files.package_sha256 == hashlib.sha256(files.package.read_bytes()).hexdigest()
+    assert files.requirements_sha256 == hashlib.sha256(files.requirements.read_bytes()).hexdigest()
+    with zipfile.ZipFile(files.package) as wheel:
+        assert "flows/edge.py" in wheel.namelist() and "infra/containers.py" in wheel.namelist()
+    # One requirement per entry: a `name==version` line followed by its `--hash` continuation lines.
+    entries = re.split(r"\n(?=[a-z0-9])", files.requirements.read_text().split("\n", 1)[1].strip(), flags=re.I)
+    entries = [entry for entry in entries if not entry.startswith("#")]
+    names = {entry.split("==")[0].strip() for entry in entries}
+    assert {"prefect", "docker", "pydantic", "redis", "httpx"} <= names
+    assert not names & {"python-terraform", "moto", "pytest", "playwright", "ruff"}
+    assert all("==" in entry and "--hash=sha256:" in entry for entry in entries), entries[:3]

@@ -15,10 +15,11 @@ import psycopg
 import pytest
 
 from blocks.redis import RedisConnection
+from infra.containers import service_container_name
 from infra.images import ImageSet
 from infra.reservations import SubnetReservations
 from infra.targets.base import LABEL_RUN_ID, RunSpec, TargetError
-from infra.targets.docker import DockerTarget, DockerTargetSettings, machine_container_name, service_container_name
+from infra.targets.docker import DockerTarget, DockerTargetSettings, machine_container_name
 from stroppy_domain.model import BenchmarkTest, Target
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import RunPlan, ServiceKind

@@ -70,6 +70,20 @@ def test_s3_storage_uploads_every_file_under_the_run(s3_endpoint: str, run_files
     assert body == FILES["load/summary.json"]
 
 
+def test_s3_storage_fetches_what_was_stored_under_a_prefix(s3_endpoint: str, run_files: Path, tmp_path: Path) -> None:
+    boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id="standin", aws_secret_access_key="standin-secret",
+    ).create_bucket(Bucket="fetched")  # fmt: skip
+    storage = S3ResultStorage(_bucket(s3_endpoint, "fetched", "nightly"))
+    storage.store("run-abc/load", run_files / "load")
+    fetched = storage.fetch("run-abc/load", tmp_path / "master")
+    assert sorted(fetched) == ["pgbench_log.1", "summary.json"]
+    assert (tmp_path / "master" / "summary.json").read_text() == FILES["load/summary.json"]
+    with pytest.raises(ResultStorageError, match=r"cannot fetch run-abc/load from s3://absent"):
+        S3ResultStorage(_bucket(s3_endpoint, "absent")).fetch("run-abc/load", tmp_path / "nowhere")
+
+
 def test_s3_storage_reports_a_missing_bucket(s3_endpoint: str, run_files: Path) -> None:
     with pytest.raises(ResultStorageError, match="s3://absent"):
         S3ResultStorage(_bucket(s3_endpoint, "absent")).store("run-abc", run_files)

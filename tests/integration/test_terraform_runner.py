@@ -53,10 +53,13 @@ def test_apply_returns_the_outputs_and_keeps_state_and_variables_private(setting
 def test_a_restarted_master_destroys_from_the_persisted_state(settings: TerraformSettings) -> None:
     runner(settings).apply("run-b", {"machines": MACHINES})
     restarted = runner(settings)  # a new process: nothing in memory, only the state root on disk
+    (settings.state_root / "not-a-run").mkdir()
+    assert restarted.runs() == ["run-b"]
     assert restarted.outputs("run-b")["addresses"]["stroppy-runner"] == "10.9.0.5"
     assert restarted.destroy("run-b") is True
     assert not (settings.state_root / "run-b").exists()
     assert restarted.destroy("run-b") is False
+    assert restarted.runs() == []
 
 
 def test_a_failed_apply_names_the_run_masks_credentials_and_is_cleaned_up(settings: TerraformSettings) -> None:
@@ -68,6 +71,18 @@ def test_a_failed_apply_names_the_run_masks_credentials_and_is_cleaned_up(settin
     assert len(resources(settings, "run-c")) >= 2  # the machines exist: the failure came after them
     assert runner(settings).destroy("run-c") is True
     assert not (settings.state_root / "run-c").exists()
+
+
+def test_each_line_of_a_multi_line_credential_is_masked(settings: TerraformSettings) -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    lines: list[str] = []
+    masked = TerraformRunner(MODULE, settings, {"YC_TOKEN": key}, log=lines.append)
+    with pytest.raises(TerraformError) as failure:
+        masked.apply("run-e", {"machines": MACHINES, "fail": True})
+    shown = "\n".join([*lines, str(failure.value)])
+    assert "token is ****" in shown
+    assert not [line for line in key.splitlines() if line in shown]
+    assert masked.destroy("run-e") is True
 
 
 def test_an_apply_past_its_bound_is_stopped_and_still_destroyable(settings: TerraformSettings) -> None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
 
 from stroppy_domain.cloud import (
+    AGENT_STATE_DIR,
     CREDENTIALS_ENV,
+    LOCKED_REQUIREMENTS,
+    MACHINE_FILES_DIR,
+    PACKAGE_REQUIREMENT,
     EdgeBootstrap,
+    EdgeRelease,
     YandexPlacement,
     edge_user_data,
     expires_label,
@@ -18,6 +24,7 @@ from stroppy_domain.cloud import (
 )
 from stroppy_domain.model import Target
 from stroppy_domain.placement import plan_run
+from stroppy_domain.services import LOAD_PASSFILE
 from stroppy_domain.settings import PlannerSettings
 from stroppy_domain.validation import validate_suite
 from tests.conftest import REPO, fixed_passwords, fresh_suite
@@ -64,10 +71,14 @@ def test_the_module_outputs_the_machines_the_target_reads() -> None:
     assert expires_label(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "20260102t030405z"
 
 
-BOOTSTRAP = EdgeBootstrap(
-    queue="run-0123456789ab-stroppy-runner", prefect_api_url="http://10.0.0.5:4200/api",
+RELEASE = EdgeRelease(
+    prefect_api_url="http://10.0.0.5:4200/api",
     package_url="https://releases.example.com/stroppy_flows-0.1.0-py3-none-any.whl", package_sha256="a" * 64,
-    lockbox_secret_id="e6qsecret",
+    requirements_url="https://releases.example.com/requirements.txt", requirements_sha256="c" * 64,
+)  # fmt: skip
+BOOTSTRAP = EdgeBootstrap(
+    queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
+    result_storage_block="s3-bucket/stroppy-results", release=RELEASE,
 )  # fmt: skip
 
 
@@ -80,16 +91,32 @@ def test_user_data_installs_the_pinned_package_and_a_hardened_agent_for_the_queu
     assert "ExecStart=/opt/stroppy-flows/bin/stroppy-flows edge-agent --queue run-0123456789ab-stroppy-runner" in unit
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"):
         assert hardening in unit
-    assert f"EnvironmentFile={CREDENTIALS_ENV}" in unit
+    assert f"EnvironmentFile=-{CREDENTIALS_ENV}" in unit
+    assert "Environment=PATH=/opt/stroppy-flows/bin:" in unit
+    assert f"ReadWritePaths={AGENT_STATE_DIR} {MACHINE_FILES_DIR}" in unit
+    assert str(PurePosixPath(LOAD_PASSFILE).parent) == MACHINE_FILES_DIR
+    environment = dict(line.split("=", 1) for line in files["/etc/stroppy/edge.env"].splitlines())
+    assert environment["PREFECT_API_URL"] == "http://10.0.0.5:4200/api"
+    assert environment["PREFECT_DEFAULT_RESULT_STORAGE_BLOCK"] == "s3-bucket/stroppy-results"
+    assert environment["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "true"
+    assert environment["PREFECT_HOME"].startswith(AGENT_STATE_DIR)
     assert "/secrets/e6qsecret/payload" in files["/usr/local/lib/stroppy/fetch-credentials"]
-    install = next(command for command in config["runcmd"] if "install" in command and "pip" in command[0])
-    assert install[-1] == f"stroppy-flows @ {BOOTSTRAP.package_url}#sha256={'a' * 64}"
+    assert files[PACKAGE_REQUIREMENT] == f"stroppy-flows @ {RELEASE.package_url} --hash=sha256:{'a' * 64}\n"
+    commands = config["runcmd"]
+    download = commands.index(["curl", "-fsSL", "--retry", "5", "-m", "300", "-o", LOCKED_REQUIREMENTS,
+                               RELEASE.requirements_url])  # fmt: skip
+    check = commands.index(["sh", "-c", f"echo '{'c' * 64}  {LOCKED_REQUIREMENTS}' | sha256sum --check --strict"])
+    installs = [i for i, command in enumerate(commands) if command[0] == "/opt/stroppy-flows/bin/pip"]
+    assert [commands[i][-1] for i in installs] == [LOCKED_REQUIREMENTS, PACKAGE_REQUIREMENT]
+    assert all("--require-hashes" in commands[i] and "--no-deps" in commands[i] for i in installs)
+    assert download < check < installs[0] < installs[1] < commands.index(["systemctl", "daemon-reload"])
 
 
 def test_user_data_carries_references_only() -> None:
     text = edge_user_data(BOOTSTRAP)
     for secret_marker in ("PREFECT_API_KEY", "AUTH_STRING", "private_key", "BEGIN ", "password"):
         assert secret_marker not in text
-    assert set(EdgeBootstrap.model_fields) == {
-        "queue", "prefect_api_url", "package_url", "package_sha256", "lockbox_secret_id"
+    assert set(EdgeBootstrap.model_fields) == {"queue", "lockbox_secret_id", "result_storage_block", "release"}
+    assert set(EdgeRelease.model_fields) == {
+        "prefect_api_url", "package_url", "package_sha256", "requirements_url", "requirements_sha256"
     }  # fmt: skip

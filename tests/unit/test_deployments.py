@@ -24,6 +24,7 @@ def test_every_flow_has_its_deployment_on_its_pool() -> None:
         "flows.reaper:reap/scheduled": "stroppy-master",
         "flows.edge:run_load/edge": "stroppy-edge",
         "flows.edge:install_stroppy/edge": "stroppy-edge",
+        "flows.edge:start_services/edge": "stroppy-edge",
     }
 
 

@@ -8,8 +8,9 @@ import tarfile
 import pytest
 from pydantic import SecretStr
 
+from infra.containers import service_archive
 from infra.targets.base import TargetError
-from infra.targets.docker import _inventory, _service_archive
+from infra.targets.docker import _inventory
 from stroppy_domain.plan import ConfigFile, Container, HealthCheck, SecretFile, ServiceKind, StartStage
 
 
@@ -27,7 +28,7 @@ def container(user: str) -> Container:
 
 
 def test_secret_files_belong_to_the_service_user_alone() -> None:
-    with tarfile.open(fileobj=io.BytesIO(_service_archive(container("postgres"), {"postgres": 999}))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(service_archive(container("postgres"), {"postgres": 999}))) as archive:
         members = {member.name: member for member in archive.getmembers()}
         content = archive.extractfile(members["etc/stroppy/postgres/pgpass"]).read()
     directories = {name for name, member in members.items() if member.isdir()}
@@ -40,7 +41,7 @@ def test_secret_files_belong_to_the_service_user_alone() -> None:
 
 def test_an_undeclared_account_is_refused() -> None:
     with pytest.raises(TargetError, match="does not declare account 'postgres'"):
-        _service_archive(container("postgres"), {"root": 0})
+        service_archive(container("postgres"), {"root": 0})
 
 
 def test_inventory_groups_resources_by_run() -> None:
