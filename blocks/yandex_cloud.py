@@ -25,6 +25,11 @@ class YandexCloud(Block):
         description="Addresses of the master and the Prefect API, allowed through each run's security group."
     )
     public_ip: bool = Field(default=False, description="Give machines a public address.")
+    route_table_id: str | None = Field(
+        default=None,
+        description="Route table with a NAT gateway for each run's subnet: how machines without a public address "
+        "reach packages, the Prefect API and Lockbox.",
+    )
     lockbox_secret_id: str | None = Field(
         default=None, description="Lockbox secret the edge agents read their Prefect credentials from at boot."
     )

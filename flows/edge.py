@@ -8,15 +8,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.blocks.system import Secret
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from infra.containers import ServiceEngine
+from infra.containers import ServiceEngine, StartServicesRequest
 from infra.processes import run_bounded
 from infra.result_storage import S3ResultStorage
 from infra.stroppy_release import PinnedRelease, install
-from infra.targets.base import RUN_ID_PATTERN, RunSpec, TargetError
+from infra.targets.base import RunSpec, TargetError
 from stroppy_domain.load import LoadStep
-from stroppy_domain.plan import SecretFile, StartStage
+from stroppy_domain.plan import SecretFile
 
 VERSION_CHECK_TIMEOUT_S = 30
 LOAD_FILES_PREFIX = "load"
@@ -102,25 +102,16 @@ def install_stroppy(request: InstallRequest) -> str:
     return str(binary)
 
 
-class StartServicesRequest(BaseModel):
-    """One start stage of one machine, or (no stage) the machine's own files. The plan, with the run's passwords,
-    stays in a Secret block."""
-
-    run_id: str = Field(pattern=RUN_ID_PATTERN)
-    machine: str
-    stage: StartStage | None = Field(description="The stage to start; none writes the machine's own secret files.")
-    run_block: str = Field(description="Prefect `Secret` block holding the run's spec (passwords included).")
-    network_mode: str = Field(default="host", description="The services share the machine's own network.")
-    files_root: str = Field(default="/", description="Where the machine's own files' absolute paths start.")
-    api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the machine's engine.")
-
-
 @flow(name="start-services", persist_result=True, retries=0)
 def start_services(request: StartServicesRequest) -> int:
     """Start the machine's containers of one stage on its own Docker engine and wait until they are healthy, or
     write the machine's own secret files; returns how many containers or files."""
     log = get_run_logger()
-    run = RunSpec.model_validate(Secret.load(request.run_block, _sync=True).get())
+    try:
+        run = RunSpec.model_validate(Secret.load(request.run_block, _sync=True).get())
+    except ValidationError as error:  # its default message quotes the input: the passwords
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False))
+        raise TargetError(f"block {request.run_block} does not hold a run this agent understands: {problems}") from None
     if run.run_id != request.run_id:
         raise TargetError(f"block {request.run_block} holds run {run.run_id}, not {request.run_id}")
     machine = next((m for m in run.plan.machines if m.name == request.machine), None)

@@ -15,6 +15,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from flows.connections import redis_connection
@@ -23,6 +24,7 @@ from flows.targets import available_targets, target_settings
 from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, tear_down
 from infra.ledger import RunLedger, open_ledgers
 from infra.targets import open_target
+from infra.targets.base import TargetError
 from stroppy_domain.model import Target
 from stroppy_domain.reaping import RunEvidence, reap_reason
 
@@ -37,6 +39,9 @@ class ReapedRun(BaseModel):
 class ReapReport(BaseModel):
     checked: int
     reaped: list[ReapedRun] = Field(default_factory=list)
+    unreachable: dict[str, str] = Field(
+        default_factory=dict, description="Targets that could not be listed (name -> error); the rest were reaped."
+    )
 
 
 async def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
@@ -48,7 +53,10 @@ async def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
     return True, flow_run.state.type.value if flow_run.state else None
 
 
-def _evidence(settings: OrchestrationSettings, targets: list[Target]) -> dict[str, RunEvidence]:
+def _evidence(
+    settings: OrchestrationSettings, targets: list[Target], unreachable: dict[str, str]
+) -> dict[str, RunEvidence]:
+    """Open ledgers, what every reachable target holds, and each flow run's state; unreachable targets are noted."""
     found: dict[str, RunEvidence] = {}
     client = redis_connection(settings).client()
     try:
@@ -61,13 +69,18 @@ def _evidence(settings: OrchestrationSettings, targets: list[Target]) -> dict[st
     finally:
         client.close()
     for target in targets:
-        backend = open_target(target, target_settings(target, settings))
         try:
-            for inventory in backend.list_runs():
-                known = found.get(inventory.run_id) or RunEvidence(run_id=inventory.run_id, has_ledger=False)
-                found[inventory.run_id] = known.model_copy(update={"expires_at": inventory.expires_at})
-        finally:
-            backend.close()
+            backend = open_target(target, target_settings(target, settings))
+            try:
+                inventories = backend.list_runs()
+            finally:
+                backend.close()
+        except TargetError as error:  # one target down must not keep the others' leftovers alive
+            unreachable[str(target)] = str(error)
+            continue
+        for inventory in inventories:
+            known = found.get(inventory.run_id) or RunEvidence(run_id=inventory.run_id, has_ledger=False)
+            found[inventory.run_id] = known.model_copy(update={"expires_at": inventory.expires_at})
     for run_id, evidence in found.items():
         if evidence.flow_run_id:
             exists, state = asyncio.run(_flow_state(evidence.flow_run_id))
@@ -76,13 +89,17 @@ def _evidence(settings: OrchestrationSettings, targets: list[Target]) -> dict[st
 
 
 @flow(name="stroppy-reaper", retries=0, timeout_seconds=1800)
-def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapReport:
-    """Tear down runs whose flow run has ended (or vanished for `grace_minutes`) or whose resources have expired."""
+def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapReport | State:
+    """Tear down runs whose flow run has ended (or vanished for `grace_minutes`) or whose resources have expired.
+
+    A target that cannot be listed fails the reaper's run (with its report), after the others were reaped."""
     log = get_run_logger()
     settings = OrchestrationSettings()
-    chosen = targets or available_targets(settings)
-    evidence = _evidence(settings, chosen)
-    report = ReapReport(checked=len(evidence))
+    unreachable: dict[str, str] = {}
+    listed = targets or available_targets(settings)
+    evidence = _evidence(settings, listed, unreachable)
+    chosen = [target for target in listed if str(target) not in unreachable]
+    report = ReapReport(checked=len(evidence), unreachable=unreachable)
     now = datetime.now(UTC)
     for run_id, known in sorted(evidence.items()):
         reason = reap_reason(known, now, timedelta(minutes=grace_minutes))
@@ -99,4 +116,7 @@ def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapRe
                     backend.close()
         report.reaped.append(reaped)
     log.info("checked %d run(s), reaped %d", report.checked, len(report.reaped))
+    if unreachable:
+        problems = "; ".join(f"{target}: {error}" for target, error in unreachable.items())
+        return Failed(message=f"reaped {len(report.reaped)} run(s), but could not list {problems}", data=report)
     return report

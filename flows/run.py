@@ -41,7 +41,7 @@ from flows.teardown import (
     metrics_store,
     tear_down,
 )
-from infra.edge_queues import create_queues, dispatch, wait_until_ready
+from infra.edge_queues import create_queues, dispatch, edge_tags, wait_until_ready
 from infra.grafana import RUN_OVERVIEW, Grafana
 from infra.images import default_planner_settings
 from infra.ledger import RunLedger
@@ -422,8 +422,9 @@ def _dispatch_install(run_id: str, test: BenchmarkTest, plan: RunPlan, settings:
     )
     queue = machine_queue_name(run_id, plan.runner.name)
     return dispatch(
-        INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, settings.install_timeout_s * 4
-    )
+        INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, settings.install_timeout_s * 4,
+        tags=edge_tags(run_id),
+    )  # fmt: skip
 
 
 def _dispatch_load(
@@ -440,7 +441,9 @@ def _dispatch_load(
     )
     queue = machine_queue_name(run_id, plan.runner.name)
     bound = sum(step.timeout_s for step in steps) + settings.load_margin_s
-    outcome = dispatch(RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, bound)
+    outcome = dispatch(
+        RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue, bound, tags=edge_tags(run_id)
+    )
     if not shared:
         bucket = results_bucket(settings)
         if bucket is None:

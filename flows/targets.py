@@ -13,7 +13,7 @@ from flows.settings import OrchestrationSettings
 from infra.images import ImageSet
 from infra.targets.base import TargetError
 from infra.targets.docker import DockerTargetSettings
-from infra.targets.yandex import YandexTargetSettings
+from infra.targets.yandex import MachineBootstrap, YandexTargetSettings
 from infra.terraform import TerraformSettings
 from stroppy_domain.cloud import AGENT_STATE_DIR, EdgeRelease, YandexPlacement
 from stroppy_domain.model import Target
@@ -48,9 +48,11 @@ def yandex_cloud_block(settings: OrchestrationSettings) -> YandexCloud:
 
 
 def yandex_target_settings(settings: OrchestrationSettings) -> YandexTargetSettings:
-    """The cloud target from its block (folder, network, key) and the master's settings (release, Terraform)."""
+    """The cloud target from its block (folder, network, key) and the master's settings (Terraform, and what the
+    machines install). Listing and destroying runs need only the block; creating machines needs everything."""
     block = yandex_cloud_block(settings)
-    required = {
+    bucket = results_bucket(settings)
+    needed = {
         "STROPPY_CLOUD_API_URL": settings.cloud_api_url,
         "STROPPY_CLOUD_PACKAGE_URL": settings.cloud_package_url,
         "STROPPY_CLOUD_PACKAGE_SHA256": settings.cloud_package_sha256,
@@ -58,11 +60,22 @@ def yandex_target_settings(settings: OrchestrationSettings) -> YandexTargetSetti
         "STROPPY_CLOUD_REQUIREMENTS_SHA256": settings.cloud_requirements_sha256,
         f"lockbox_secret_id of block {settings.yandex_cloud_block}": block.lockbox_secret_id,
         f"a saved S3Bucket block {settings.archive_s3_block!r} (STROPPY_ARCHIVE_S3_BLOCK: the machines' results "
-        "and load files come back through it)": results_bucket(settings),
+        "and load files come back through it)": bucket,
     }
-    missing = [name for name, value in required.items() if not value]
-    if missing:
-        raise TargetError(f"the yandex_cloud target is not configured: set {', '.join(missing)}")
+    missing = [name for name, value in needed.items() if not value]
+    bootstrap = None
+    if not missing:
+        bootstrap = MachineBootstrap(
+            release=EdgeRelease(
+                prefect_api_url=settings.cloud_api_url,
+                package_url=settings.cloud_package_url,
+                package_sha256=settings.cloud_package_sha256,
+                requirements_url=settings.cloud_requirements_url,
+                requirements_sha256=settings.cloud_requirements_sha256,
+            ),
+            lockbox_secret_id=block.lockbox_secret_id,
+            result_storage_block=f"s3-bucket/{settings.archive_s3_block}",
+        )
     return YandexTargetSettings(
         cloud_id=block.cloud_id,
         service_account_key=block.service_account_key,
@@ -74,22 +87,16 @@ def yandex_target_settings(settings: OrchestrationSettings) -> YandexTargetSetti
             platform_id=block.platform_id,
             public_ip=block.public_ip,
             control_plane_cidr=block.control_plane_cidr,
-            lockbox_secret_id=block.lockbox_secret_id,
+            route_table_id=block.route_table_id,
         ),
-        edge=EdgeRelease(
-            prefect_api_url=settings.cloud_api_url,
-            package_url=settings.cloud_package_url,
-            package_sha256=settings.cloud_package_sha256,
-            requirements_url=settings.cloud_requirements_url,
-            requirements_sha256=settings.cloud_requirements_sha256,
-        ),
+        bootstrap=bootstrap,
+        bootstrap_missing=missing,
         terraform=TerraformSettings(
             binary=settings.terraform_binary,
             state_root=settings.terraform_state_dir,
             log_level=settings.terraform_log_level,
             plugin_cache_dir=settings.terraform_state_dir.parent / "terraform-plugins",
         ),
-        result_storage_block=f"s3-bucket/{settings.archive_s3_block}",
         image_registry=settings.cloud_image_registry,
     )
 

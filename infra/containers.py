@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from infra.targets.base import LABEL_RUN_ID, RunSpec, TargetError
+from pydantic import BaseModel, Field
+
+from infra.targets.base import LABEL_RUN_ID, RUN_ID_PATTERN, RunSpec, TargetError
 from stroppy_domain.plan import ConfigFile, Container, Machine, SecretFile, StartStage
 
 if TYPE_CHECKING:
@@ -63,6 +65,19 @@ def file_archive(files: Iterable[ConfigFile] = (), secret_files: Iterable[Secret
             info.size, info.mode, info.uid, info.gid = len(content), mode, owner, owner
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
+
+
+class StartServicesRequest(BaseModel):
+    """One start stage of one machine, or (no stage) the machine's own files. The plan, with the run's passwords,
+    stays in a Secret block."""
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    machine: str
+    stage: StartStage | None = Field(description="The stage to start; none writes the machine's own secret files.")
+    run_block: str = Field(description="Prefect `Secret` block holding the run's spec (passwords included).")
+    network_mode: str = Field(default="host", description="The services share the machine's own network.")
+    files_root: str = Field(default="/", description="Where the machine's own files' absolute paths start.")
+    api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the machine's engine.")
 
 
 class ServiceEngine:

@@ -8,11 +8,13 @@ import random
 import time
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import WorkQueueStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.states import Cancelled, Cancelling
 
 EDGE_POOL = "stroppy-edge"
 FIRST_DELAY_S = 0.5
@@ -70,14 +72,32 @@ async def delete_queues(names: Iterable[str], pool: str = EDGE_POOL) -> int:
     return deleted
 
 
-def dispatch(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
+def edge_tags(run_id: str) -> list[str]:
+    """Tags of a run's edge flow runs, to find them from the run (UI filter `run:<id>`)."""
+    return ["stroppy", f"run:{run_id}"]
+
+
+def dispatch(
+    deployment: str, parameters: dict[str, Any], queue: str, bound_s: float, tags: list[str] | None = None
+) -> Any:
     """Run an edge flow on one machine's queue, once its agent polls it, and return the flow's result."""
     asyncio.run(wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S))
     child = run_deployment(
-        deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S
-    )
+        deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s, poll_interval=DISPATCH_POLL_S,
+        tags=tags,
+    )  # fmt: skip
     if child.state is None or not child.state.is_final():
+        # A child left running would race a retry of the same step on the same machine.
+        asyncio.run(_cancel(child.id, started=child.state is not None and child.state.is_running()))
         raise TimeoutError(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {child.state})")
     if not child.state.is_completed():
         raise RuntimeError(f"{deployment} on {queue} ended {child.state.name}: {child.state.message}")
     return child.state.result()
+
+
+async def _cancel(flow_run_id: UUID, started: bool) -> None:
+    """A running flow run is asked to stop (its worker kills it); one not started yet is cancelled outright."""
+    message = "its dispatcher stopped waiting"
+    state = Cancelling(message=message) if started else Cancelled(message=message)
+    async with get_client() as client:
+        await client.set_flow_run_state(flow_run_id, state, force=True)

@@ -43,6 +43,7 @@ class CloudResource(BaseModel):
     kind: str
     id: str
     name: str
+    description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
 
 
@@ -128,19 +129,28 @@ class YandexCloudApi:
         while True:
             page = self._request("GET", f"{getattr(self._settings, base)}{path}", f"list {key}", params) or {}
             for item in page.get(key, []):
-                yield CloudResource(kind=kind, id=item["id"], name=item.get("name", ""), labels=item.get("labels", {}))
+                yield CloudResource(
+                    kind=kind, id=item["id"], name=item.get("name", ""), description=item.get("description", ""),
+                    labels=item.get("labels", {}),
+                )  # fmt: skip
             if not page.get("nextPageToken"):
                 return
             params["pageToken"] = page["nextPageToken"]
 
     def _wait(self, operation: dict[str, Any], what: str) -> None:
         deadline = time.monotonic() + self._settings.operation_timeout_s
+        operation_id = operation.get("id")
         while not operation.get("done"):
+            if operation_id is None:
+                raise YandexCloudError(f"{what}: the API answered no operation to wait for: {operation}")
             if time.monotonic() >= deadline:
                 raise YandexCloudError(f"{what}: not done after {self._settings.operation_timeout_s:.0f} s")
             time.sleep(OPERATION_POLL_S)
-            url = f"{self._settings.operation_url}/operations/{operation['id']}"
-            operation = self._request("GET", url, f"{what} (operation {operation['id']})") or {}
+            url = f"{self._settings.operation_url}/operations/{operation_id}"
+            answer = self._request("GET", url, f"{what} (operation {operation_id})")
+            if answer is None:
+                raise YandexCloudError(f"{what}: operation {operation_id} is unknown to the API")
+            operation = answer
         if "error" in operation:
             error = operation["error"]
             raise YandexCloudError(f"{what}: {error.get('message', error)} (code {error.get('code')})")

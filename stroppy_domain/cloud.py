@@ -20,6 +20,7 @@ from stroppy_domain.services import LOAD_PASSFILE
 EDGE_SERVICE = "stroppy-edge"
 CREDENTIALS_ENV = "/run/stroppy/agent.env"
 LOCKED_REQUIREMENTS = "/etc/stroppy/requirements.txt"
+INSTALL_AGENT = "/usr/local/lib/stroppy/install-agent"
 AGENT_STATE_DIR = "/var/lib/stroppy"
 """The one directory the edge agent may write (besides the load's pgpass directory): runs, Prefect's home."""
 MACHINE_FILES_DIR = str(PurePosixPath(LOAD_PASSFILE).parent)
@@ -39,7 +40,7 @@ class YandexPlacement(Model):
     platform_id: str
     public_ip: bool
     control_plane_cidr: str
-    lockbox_secret_id: str
+    route_table_id: str | None = None
     disk_type: str = "network-ssd"
 
 
@@ -84,7 +85,12 @@ def parse_expires_label(value: str) -> datetime | None:
 
 
 def terraform_variables(
-    run_id: str, plan: RunPlan, expires_at: datetime, placement: YandexPlacement, user_data: dict[str, str]
+    run_id: str,
+    plan: RunPlan,
+    expires_at: datetime,
+    placement: YandexPlacement,
+    lockbox_secret_id: str,
+    user_data: dict[str, str],
 ) -> dict[str, object]:
     """The variables of infra/terraform/yandex for one run: one VM per planned machine, at its planned address."""
     return {
@@ -98,7 +104,8 @@ def terraform_variables(
         "image_id": placement.image_id,
         "platform_id": placement.platform_id,
         "public_ip": placement.public_ip,
-        "lockbox_secret_id": placement.lockbox_secret_id,
+        "route_table_id": placement.route_table_id,
+        "lockbox_secret_id": lockbox_secret_id,
         "machines": {
             machine.name: {
                 "ip": machine.ip,
@@ -115,13 +122,32 @@ def terraform_variables(
 
 _FETCH_CREDENTIALS = """#!/bin/sh
 # Reads the edge agent's credentials from Lockbox with this VM's service account; nothing secret is in user-data.
+# Every step is checked: an empty token or payload stops the agent from starting instead of starting it unauthorised.
 set -eu
 umask 077
 mkdir -p /run/stroppy
-token=$(curl -fsS -m 10 --retry 5 -H 'Metadata-Flavor: Google' {metadata_url} | jq -r .access_token)
-curl -fsS -m 10 --retry 5 -H "Authorization: Bearer $token" {payload_url} \\
-  | jq -r '.entries[] | "\\(.key)=\\(.textValue)"' > {env_file}.new
+curl -fsS -m 10 --retry 5 -H 'Metadata-Flavor: Google' -o /run/stroppy/token.json {metadata_url}
+token=$(jq -er .access_token /run/stroppy/token.json)
+rm -f /run/stroppy/token.json
+curl -fsS -m 10 --retry 5 -H "Authorization: Bearer $token" -o /run/stroppy/payload.json {payload_url}
+jq -er '.entries[] | "\\(.key)=\\(.textValue)"' /run/stroppy/payload.json > {env_file}.new
+rm -f /run/stroppy/payload.json
+test -s {env_file}.new
 mv {env_file}.new {env_file}
+"""
+
+_INSTALL_AGENT = """#!/bin/sh
+# Installs the edge agent, each file checked against its pinned sha256; the first failure stops the install.
+set -eu
+curl -fsSL --retry 5 -m 300 -o {requirements} {requirements_url}
+echo '{requirements_sha256}  {requirements}' | sha256sum --check --strict
+python3 -m venv /opt/stroppy-flows
+/opt/stroppy-flows/bin/pip install --require-hashes --no-deps --requirement {requirements}
+/opt/stroppy-flows/bin/pip install --require-hashes --no-deps --requirement {package}
+install -d -o stroppy -g stroppy -m 0750 {state_dir}
+install -d -o stroppy -g stroppy -m 0700 {files_dir}
+systemctl daemon-reload
+systemctl enable --now docker {service}
 """
 
 _UNIT = """[Unit]
@@ -160,10 +186,10 @@ def edge_user_data(bootstrap: EdgeBootstrap) -> str:
     """#cloud-config for a machine: Docker, this project's pinned wheel, and the agent as a hardened service.
 
     Every Python package is installed by hash: the dependencies from the release's locked requirements (whose own
-    sha256 is checked first), then the project's wheel, both with `--require-hashes --no-deps`.
+    sha256 is checked first), then the project's wheel, both with `--require-hashes --no-deps`; any failure stops
+    the install before the agent is enabled.
     """
     release = bootstrap.release
-    pip = ["/opt/stroppy-flows/bin/pip", "install", "--require-hashes", "--no-deps", "--requirement"]
     config = {
         "package_update": True,
         "packages": ["docker.io", "python3-venv", "curl", "jq"],
@@ -199,6 +225,19 @@ def edge_user_data(bootstrap: EdgeBootstrap) -> str:
                 "content": f"stroppy-flows @ {release.package_url} --hash=sha256:{release.package_sha256}\n",
             },
             {
+                "path": INSTALL_AGENT,
+                "permissions": "0755",
+                "content": _INSTALL_AGENT.format(
+                    requirements=LOCKED_REQUIREMENTS,
+                    requirements_url=release.requirements_url,
+                    requirements_sha256=release.requirements_sha256,
+                    package=PACKAGE_REQUIREMENT,
+                    state_dir=AGENT_STATE_DIR,
+                    files_dir=MACHINE_FILES_DIR,
+                    service=EDGE_SERVICE,
+                ),
+            },
+            {
                 "path": f"/etc/systemd/system/{EDGE_SERVICE}.service",
                 "permissions": "0644",
                 "content": _UNIT.format(
@@ -209,16 +248,7 @@ def edge_user_data(bootstrap: EdgeBootstrap) -> str:
                 ),
             },
         ],
-        "runcmd": [
-            ["install", "-d", "-o", "stroppy", "-g", "stroppy", "-m", "0750", AGENT_STATE_DIR],
-            ["install", "-d", "-o", "stroppy", "-g", "stroppy", "-m", "0700", MACHINE_FILES_DIR],
-            ["curl", "-fsSL", "--retry", "5", "-m", "300", "-o", LOCKED_REQUIREMENTS, release.requirements_url],
-            ["sh", "-c", f"echo '{release.requirements_sha256}  {LOCKED_REQUIREMENTS}' | sha256sum --check --strict"],
-            ["python3", "-m", "venv", "/opt/stroppy-flows"],
-            [*pip, LOCKED_REQUIREMENTS],
-            [*pip, PACKAGE_REQUIREMENT],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", "docker", EDGE_SERVICE],
-        ],
+        # cloud-init runs these without `set -e`, so the install is one script that stops at its first failure.
+        "runcmd": [[INSTALL_AGENT]],
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from infra.edge_queues import dispatch
+from infra.containers import StartServicesRequest
+from infra.edge_queues import dispatch, edge_tags
 from infra.targets.base import (
     DestroyReport,
     RunInventory,
@@ -47,7 +49,20 @@ LABEL_MANAGED_BY = "managed_by"
 MANAGER = "stroppy-flows"
 
 Progress = Callable[[str], None]
-Dispatch = Callable[[str, dict[str, Any], str, float], Any]
+Dispatch = Callable[..., Any]
+"""`infra.edge_queues.dispatch` or a stand-in with its signature."""
+
+
+class MachineBootstrap(BaseModel):
+    """What creating machines needs beyond the folder; destroying and listing runs do not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    release: EdgeRelease
+    lockbox_secret_id: str = Field(description="The Lockbox secret the edge agents read their credentials from.")
+    result_storage_block: str = Field(
+        description="Storage block (`s3-bucket/<name>`) the machines' edge flows persist their results in."
+    )
 
 
 class YandexTargetSettings(BaseModel):
@@ -58,17 +73,20 @@ class YandexTargetSettings(BaseModel):
     cloud_id: str
     service_account_key: SecretStr = Field(description="Authorized key JSON of the account Terraform acts as.")
     placement: YandexPlacement
-    edge: EdgeRelease
+    bootstrap: MachineBootstrap | None = Field(
+        default=None, description="None until everything in `bootstrap_missing` is set."
+    )
+    bootstrap_missing: list[str] = Field(
+        default_factory=list, description="The settings and blocks still needed before machines can be created."
+    )
     terraform: TerraformSettings
     api: YandexApiSettings = Field(default_factory=YandexApiSettings)
     module_dir: Path = Field(default=MODULE_DIR, description="The Terraform module of a run.")
-    result_storage_block: str = Field(
-        description="Storage block (`s3-bucket/<name>`) the machines' edge flows persist their results in."
-    )
     image_registry: str | None = Field(
         default=None, description="Registry the machines pull service images from (prefix of the image names)."
     )
     services_timeout_s: float = Field(default=900, gt=0, description="Bound of one machine's start stage.")
+    engine_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to a machine's engine.")
 
 
 def run_block_name(run_id: str) -> str:
@@ -77,16 +95,26 @@ def run_block_name(run_id: str) -> str:
 
 
 def service_account_name(run_id: str) -> str:
-    """The module's per-run service account (accounts carry no labels, so the sweep finds it by this name)."""
+    """The module's per-run service account, found by its name and description (accounts take no labels here)."""
     return f"stroppy-{run_id}-edge"
+
+
+SERVICE_ACCOUNT_DESCRIPTION = "stroppy-flows run {run_id}, expires {expires_at}"
+"""As infra/terraform/yandex/main.tf writes it (tests/unit/test_cloud.py keeps the two equal)."""
+_DESCRIPTION_PREFIX = SERVICE_ACCOUNT_DESCRIPTION.split("{", 1)[0]
 
 
 def _run_of(resource: CloudResource) -> str | None:
     if resource.labels.get(LABEL_MANAGED_BY) == MANAGER:
         return resource.labels.get(LABEL_RUN_ID)
-    if resource.kind == "service_account" and resource.name.startswith("stroppy-") and resource.name.endswith("-edge"):
-        return resource.name.removeprefix("stroppy-").removesuffix("-edge")
+    if resource.kind == "service_account" and resource.description.startswith(_DESCRIPTION_PREFIX):
+        run_id = resource.description.removeprefix(_DESCRIPTION_PREFIX).split(",", 1)[0]
+        return run_id if resource.name == service_account_name(run_id) else None
     return None
+
+
+def _expiry_of(resource: CloudResource) -> datetime | None:
+    return parse_expires_label(resource.labels.get(LABEL_EXPIRES_AT) or resource.description.rpartition(" ")[2])
 
 
 class YandexTarget:
@@ -130,18 +158,21 @@ class YandexTarget:
 
     def create_machines(self, run: RunSpec) -> None:
         check_run_id(run.run_id)
+        bootstrap = self._bootstrap()
         user_data = {
             machine.name: edge_user_data(
                 EdgeBootstrap(
                     queue=machine_queue_name(run.run_id, machine.name),
-                    lockbox_secret_id=self._settings.placement.lockbox_secret_id,
-                    result_storage_block=self._settings.result_storage_block,
-                    release=self._settings.edge,
+                    lockbox_secret_id=bootstrap.lockbox_secret_id,
+                    result_storage_block=bootstrap.result_storage_block,
+                    release=bootstrap.release,
                 )
             )
             for machine in run.plan.machines
         }
-        variables = terraform_variables(run.run_id, run.plan, run.expires_at, self._settings.placement, user_data)
+        variables = terraform_variables(
+            run.run_id, run.plan, run.expires_at, self._settings.placement, bootstrap.lockbox_secret_id, user_data
+        )
         try:
             outputs = self._terraform.apply(run.run_id, variables)
         except TerraformError as error:
@@ -156,6 +187,12 @@ class YandexTarget:
             raise TargetError(f"run {run.run_id}: machines not at their planned addresses: {', '.join(wrong)}")
         self._progress(f"run {run.run_id}: {len(created)} machine(s) on {run.plan.subnet}")
 
+    def _bootstrap(self) -> MachineBootstrap:
+        if self._settings.bootstrap is None:
+            missing = ", ".join(self._settings.bootstrap_missing) or "the machines' bootstrap"
+            raise TargetError(f"the yandex_cloud target cannot create machines until these are set: {missing}")
+        return self._settings.bootstrap
+
     # services -----------------------------------------------------------------------------------------------
 
     def start_services(self, run: RunSpec) -> None:
@@ -163,6 +200,7 @@ class YandexTarget:
         from prefect.blocks.system import Secret  # noqa: PLC0415 - the block API loads only when services start
 
         check_run_id(run.run_id)
+        self._bootstrap()
         block = run_block_name(run.run_id)
         Secret(value=json.loads(revealed_json(self._for_machines(run)))).save(block, overwrite=True, _sync=True)  # type: ignore[call-arg]
         with_files = [machine.name for machine in run.plan.machines if machine.secret_files]
@@ -203,16 +241,16 @@ class YandexTarget:
         return run.model_copy(update={"plan": run.plan.model_copy(update={"machines": machines})})
 
     def _start_stage(self, run: RunSpec, machine: str, stage: StartStage | None, block: str) -> str | None:
-        request = {
-            "run_id": run.run_id,
-            "machine": machine,
-            "stage": None if stage is None else int(stage),
-            "run_block": block,
-            "api_timeout_s": self._settings.api.timeout_s,
-        }
+        request = StartServicesRequest(
+            run_id=run.run_id, machine=machine, stage=stage, run_block=block,
+            api_timeout_s=self._settings.engine_timeout_s,
+        )  # fmt: skip
         queue = machine_queue_name(run.run_id, machine)
         try:
-            self._dispatch(START_SERVICES_DEPLOYMENT, {"request": request}, queue, self._settings.services_timeout_s)
+            self._dispatch(
+                START_SERVICES_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue,
+                self._settings.services_timeout_s, tags=edge_tags(run.run_id),
+            )  # fmt: skip
         except Exception as error:  # whatever stopped one machine, every machine's outcome is reported together
             return f"  {machine}: {error}"
         return None
@@ -220,25 +258,27 @@ class YandexTarget:
     # destruction and inventory ------------------------------------------------------------------------------
 
     def destroy(self, run_id: str) -> DestroyReport:
+        """The Secret block first (nothing needs the passwords any more, whatever fails next), then Terraform's
+        state, then whatever still carries the run's labels."""
         from prefect.blocks.system import Secret  # noqa: PLC0415
 
         check_run_id(run_id)
+        removed: dict[str, int] = {}
         try:
-            destroyed = self._terraform.destroy(run_id)
+            Secret.delete(run_block_name(run_id), _sync=True)  # type: ignore[call-arg]
+            removed["secret_blocks"] = 1
+        except ValueError:
+            removed["secret_blocks"] = 0
+        try:
+            removed["terraform_states"] = int(self._terraform.destroy(run_id))
         except TerraformError as error:
             raise TargetError(str(error)) from error
-        removed = {"terraform_states": int(destroyed)}
         try:
             leftovers = [resource for resource in self._api.resources() if _run_of(resource) == run_id]
             for kind in DELETION_ORDER:
                 removed[f"{kind}s"] = sum(self._api.delete(resource) for resource in leftovers if resource.kind == kind)
         except YandexCloudError as error:
             raise TargetError(f"run {run_id}: sweep of labelled resources: {error}") from error
-        try:
-            Secret.delete(run_block_name(run_id), _sync=True)  # type: ignore[call-arg]
-            removed["secret_blocks"] = 1
-        except ValueError:
-            removed["secret_blocks"] = 0
         self._progress(f"run {run_id}: destroyed {removed}")
         return DestroyReport(run_id=run_id, removed=removed)
 
@@ -255,7 +295,7 @@ class YandexTarget:
                 continue
             inventory = runs.setdefault(run_id, RunInventory(run_id=run_id, expires_at=None))
             inventory.resources += 1
-            expires = parse_expires_label(resource.labels.get(LABEL_EXPIRES_AT, ""))
+            expires = _expiry_of(resource)
             if expires is not None:
                 inventory.expires_at = expires
             machine = resource.labels.get(LABEL_MACHINE)

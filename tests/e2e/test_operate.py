@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 from blocks.grafana import GrafanaConnection
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
+from flows.run import RunStep
 from flows.settings import OrchestrationSettings
 from tests.e2e.test_orchestration import INSTANCE, pgbench_test
 
@@ -89,8 +90,11 @@ def test_run_follows_a_suite_step_by_step_to_its_results_table(tmp_path: Path) -
     finished = cli("run", str(suite), "--poll", "1", timeout=900)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     output = finished.stdout
-    for text in ("cli-single: step create_machines", "cli-single: step run_load", "cli-single: Completed",
+    # Steps shorter than a poll may get no line; waiting for the agents and the load always last longer.
+    for text in ("cli-single: step wait_for_agents", "cli-single: step run_load", "cli-single: Completed",
                  "suite e2e-cli-run: Completed", "TEST"):  # fmt: skip
         assert text in output, output
+    shown = [line.split("step ", 1)[1] for line in output.splitlines() if "cli-single: step " in line]
+    assert shown == [step for step in RunStep if step in shown], "steps are shown in the order they run"
     (row,) = [line for line in output.splitlines() if line.startswith("cli-single ")]
     assert "COMPLETED" in row and "PASSED" in row and "tps " in row and "/d/stroppy-run-overview/" in row

@@ -13,12 +13,13 @@ from prefect.client.orchestration import get_client
 from prefect.states import Failed, Running
 
 from flows.connections import redis_connection
-from flows.reaper import reap
+from flows.reaper import ReapReport, reap
 from flows.settings import OrchestrationSettings
 from flows.teardown import LEDGER_FLOW_RUN, LEDGER_QUEUES, LEDGER_TARGET
 from infra.edge_queues import EDGE_POOL, create_queues, delete_queues
 from infra.ledger import RunLedger, open_ledgers
 from infra.targets.base import LABEL_EXPIRES_AT, LABEL_MANAGED_BY, LABEL_RUN_ID, MANAGER
+from stroppy_domain.model import Target
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
 
@@ -80,3 +81,26 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
         asyncio.run(delete_queues([f"{live}-runner", f"{ended}-runner"]))
         engine.close()
         redis_client.close()
+
+
+def test_a_target_that_cannot_be_listed_fails_the_reaper_after_the_others_are_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STROPPY_YANDEX_CLOUD_BLOCK", f"no-such-block-{uuid.uuid4().hex[:6]}")
+    expired = f"run-expired{uuid.uuid4().hex[:8]}"
+    engine = docker.from_env(timeout=60)
+    try:
+        _volume(engine, expired, datetime.now(UTC) - timedelta(minutes=1))
+
+        state = reap(grace_minutes=15, targets=[Target.DOCKER, Target.YANDEX_CLOUD], return_state=True)
+
+        assert state.is_failed()
+        assert "could not list yandex_cloud: the yandex_cloud target needs a saved YandexCloud block" in state.message
+        report = state.result(raise_on_failure=False)
+        assert isinstance(report, ReapReport) and list(report.unreachable) == ["yandex_cloud"]
+        assert expired in [item.run_id for item in report.reaped]
+        assert not engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={expired}"})
+    finally:
+        for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={expired}"}):
+            volume.remove(force=True)
+        engine.close()

@@ -39,6 +39,7 @@ from infra.targets.base import RunSpec, TargetError, machine_queue_name
 from infra.targets.docker import DockerTarget, DockerTargetSettings, machine_container_name
 from infra.targets.yandex import (
     START_SERVICES_DEPLOYMENT,
+    MachineBootstrap,
     YandexTarget,
     YandexTargetSettings,
     run_block_name,
@@ -82,14 +83,17 @@ def settings_for(standin: YandexCloudStandIn, key_json: str, tmp_path: Path) -> 
         placement=YandexPlacement(
             folder_id=FOLDER, zone="ru-central1-a", network_id="enpstandin", image_id="fd8standin",
             platform_id="standard-v3", public_ip=False, control_plane_cidr="10.0.0.0/24",
-            lockbox_secret_id="e6qstandinsecret",
         ),
-        edge=EdgeRelease(
-            prefect_api_url="http://10.0.0.5:4200/api",
-            package_url="https://releases.example/stroppy_flows-0.1.0-py3-none-any.whl",
-            package_sha256="0" * 64,
-            requirements_url="https://releases.example/requirements.txt",
-            requirements_sha256="2" * 64,
+        bootstrap=MachineBootstrap(
+            release=EdgeRelease(
+                prefect_api_url="http://10.0.0.5:4200/api",
+                package_url="https://releases.example/stroppy_flows-0.1.0-py3-none-any.whl",
+                package_sha256="0" * 64,
+                requirements_url="https://releases.example/requirements.txt",
+                requirements_sha256="2" * 64,
+            ),
+            lockbox_secret_id="e6qstandinsecret",
+            result_storage_block="s3-bucket/stroppy-results",
         ),
         terraform=TerraformSettings(state_root=tmp_path / "state", apply_timeout_s=120, destroy_timeout_s=120),
         api=YandexApiSettings(
@@ -97,7 +101,6 @@ def settings_for(standin: YandexCloudStandIn, key_json: str, tmp_path: Path) -> 
             timeout_s=5, operation_timeout_s=10,
         ),
         module_dir=module,
-        result_storage_block="s3-bucket/stroppy-results",
     )  # fmt: skip
 
 
@@ -193,9 +196,12 @@ def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
     # The stand-in VMs only hold a network namespace at the planned address; the base image is enough.
     holders = DockerTarget(DockerTargetSettings(machine_image=images.base), progress=lambda _: None)
 
-    def start_on_stand_in_machine(deployment: str, parameters: dict[str, Any], queue: str, bound_s: float) -> Any:
+    def start_on_stand_in_machine(
+        deployment: str, parameters: dict[str, Any], queue: str, bound_s: float, tags: list[str]
+    ) -> Any:
         """The edge flow itself, run here against a container at the machine's planned address."""
         dispatched.append((deployment, parameters, queue))
+        assert tags == ["stroppy", f"run:{run_id}"]
         request = StartServicesRequest.model_validate(parameters["request"])
         holder = machine_container_name(run_id, request.machine)
         files_root = tmp_path / "machines" / request.machine
@@ -214,6 +220,8 @@ def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
 
             [inventory] = [item for item in target.list_runs() if item.run_id == run_id]
             assert sorted(inventory.machines) == sorted(m.name for m in run.plan.machines)
+            # every VM, the subnet, the account, and the working directory
+            assert inventory.resources == len(run.plan.machines) + 3
             assert inventory.expires_at == run.expires_at.replace(microsecond=0)
 
             holders.create_machines(run)
@@ -241,6 +249,23 @@ def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
         holders.close()
 
 
+def assert_an_account_alone_still_shows_its_run_and_expiry(
+    standin: YandexCloudStandIn, target: YandexTarget, run: RunSpec
+) -> None:
+    """Accounts take no labels; their description keeps a run that left only its account reapable."""
+    with standin.lock:
+        hidden = {
+            key: item for key, item in standin.resources.items()
+            if item["name"].startswith(f"stroppy-{run.run_id}") and item["kind"] != "service_account"
+        }  # fmt: skip
+        for key in hidden:
+            del standin.resources[key]
+    [inventory] = [item for item in target.list_runs() if item.run_id == run.run_id]
+    assert inventory.resources == 1 and inventory.expires_at == run.expires_at.replace(microsecond=0)
+    with standin.lock:
+        standin.resources.update(hidden)
+
+
 def test_destroy_sweeps_what_a_lost_state_left_and_nothing_else(
     cloud: tuple[YandexCloudStandIn, str], subnet: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -255,6 +280,7 @@ def test_destroy_sweeps_what_a_lost_state_left_and_nothing_else(
     with YandexTarget(settings, progress=lambda _: None) as target:
         target.create_machines(run)
         shutil.rmtree(settings.terraform.state_root / run_id)  # the state is lost; the resources are not
+        assert_an_account_alone_still_shows_its_run_and_expiry(standin, target, run)
 
         report = target.destroy(run_id)
 
@@ -293,9 +319,18 @@ def test_the_target_is_chosen_by_name_with_settings_from_its_block() -> None:
     S3Bucket(bucket_name="results", credentials=AwsCredentials(region_name="us-east-1")).save(bucket_name)
     try:
         unconfigured = OrchestrationSettings(yandex_cloud_block=block_name, archive_s3_block="no-such-bucket-block")
-        with pytest.raises(TargetError, match="not configured: set STROPPY_CLOUD_API_URL, ") as unset:
-            target_settings(Target.YANDEX_CLOUD, unconfigured)
-        assert "STROPPY_CLOUD_REQUIREMENTS_SHA256, a saved S3Bucket block 'no-such-bucket-block'" in str(unset.value)
+        # Listing and destroying need only the block; creating machines names everything still missing.
+        partial = target_settings(Target.YANDEX_CLOUD, unconfigured)
+        assert isinstance(partial, YandexTargetSettings) and partial.bootstrap is None
+        assert partial.bootstrap_missing[:5] == [
+            "STROPPY_CLOUD_API_URL", "STROPPY_CLOUD_PACKAGE_URL", "STROPPY_CLOUD_PACKAGE_SHA256",
+            "STROPPY_CLOUD_REQUIREMENTS_URL", "STROPPY_CLOUD_REQUIREMENTS_SHA256",
+        ]  # fmt: skip
+        assert "a saved S3Bucket block 'no-such-bucket-block'" in partial.bootstrap_missing[5]
+        with YandexTarget(partial, progress=lambda _: None) as cannot_create:
+            plan = cluster_run("yc-unconfigured", "10.214.250.0/24")
+            with pytest.raises(TargetError, match="cannot create machines until these are set: STROPPY_CLOUD_API_URL"):
+                cannot_create.create_machines(plan)
         with pytest.raises(TargetError, match="needs a saved YandexCloud block"):
             target_settings(Target.YANDEX_CLOUD, OrchestrationSettings(yandex_cloud_block="no-such-block"))
 
@@ -314,7 +349,9 @@ def test_the_target_is_chosen_by_name_with_settings_from_its_block() -> None:
         assert settings.placement.folder_id == FOLDER and settings.placement.image_id == "fd8image"
         assert settings.terraform.state_root == configured.terraform_state_dir
         assert settings.terraform.log_level == "WARN"
-        assert settings.result_storage_block == f"s3-bucket/{bucket_name}"
+        assert settings.bootstrap is not None and settings.bootstrap_missing == []
+        assert settings.bootstrap.result_storage_block == f"s3-bucket/{bucket_name}"
+        assert settings.bootstrap.lockbox_secret_id == "e6qsecret"
         assert target_bounds(Target.YANDEX_CLOUD, configured) == TargetBounds(
             create_machines_s=300 + 1800 + 60, agents_ready_s=900, start_services_s=900 * 5 + 60
         )

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.images import edge_release
 from stroppy_domain.cloud import EdgeBootstrap, EdgeRelease, edge_user_data
@@ -54,6 +55,13 @@ def test_edge_user_data_is_valid_cloud_config(tmp_path: Path, public_url: str) -
     )  # fmt: skip
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "Valid" in finished.stdout + finished.stderr
+    scripts = [
+        item for item in yaml.safe_load(user_data.read_text())["write_files"] if item["content"].startswith("#!")
+    ]
+    assert len(scripts) == 2
+    for script in scripts:  # the shell itself parses every script the machine runs
+        parsed = subprocess.run(["/bin/sh", "-n"], input=script["content"], capture_output=True, text=True, check=False)
+        assert parsed.returncode == 0, (script["path"], parsed.stderr)
 
 
 def test_cloud_init_schema_does_catch_a_broken_config(tmp_path: Path) -> None:

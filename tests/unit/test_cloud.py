@@ -9,9 +9,11 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
+from infra.targets.yandex import SERVICE_ACCOUNT_DESCRIPTION
 from stroppy_domain.cloud import (
     AGENT_STATE_DIR,
     CREDENTIALS_ENV,
+    INSTALL_AGENT,
     LOCKED_REQUIREMENTS,
     MACHINE_FILES_DIR,
     PACKAGE_REQUIREMENT,
@@ -32,7 +34,7 @@ from tests.conftest import REPO, fixed_passwords, fresh_suite
 MODULE = REPO / "infra" / "terraform" / "yandex"
 PLACEMENT = YandexPlacement(
     folder_id="b1gfolder", zone="ru-central1-a", network_id="enpnetwork", image_id="fd8image",
-    platform_id="standard-v3", public_ip=False, control_plane_cidr="10.0.0.0/24", lockbox_secret_id="e6qsecret",
+    platform_id="standard-v3", public_ip=False, control_plane_cidr="10.0.0.0/24",
 )  # fmt: skip
 EXPIRES = datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC)
 YC_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -52,7 +54,7 @@ def cluster_plan():
 def test_variables_give_every_planned_machine_its_address_and_hardware(run_id: str) -> None:
     plan = cluster_plan()
     user_data = {machine.name: f"#cloud-config for {machine.name}" for machine in plan.machines}
-    variables = terraform_variables(run_id, plan, EXPIRES, PLACEMENT, user_data)
+    variables = terraform_variables(run_id, plan, EXPIRES, PLACEMENT, "e6qsecret", user_data)
     assert set(variables) == declared("variable")
     machines = variables["machines"]
     assert sorted(machines) == sorted(machine.name for machine in plan.machines)
@@ -102,14 +104,20 @@ def test_user_data_installs_the_pinned_package_and_a_hardened_agent_for_the_queu
     assert environment["PREFECT_HOME"].startswith(AGENT_STATE_DIR)
     assert "/secrets/e6qsecret/payload" in files["/usr/local/lib/stroppy/fetch-credentials"]
     assert files[PACKAGE_REQUIREMENT] == f"stroppy-flows @ {RELEASE.package_url} --hash=sha256:{'a' * 64}\n"
-    commands = config["runcmd"]
-    download = commands.index(["curl", "-fsSL", "--retry", "5", "-m", "300", "-o", LOCKED_REQUIREMENTS,
-                               RELEASE.requirements_url])  # fmt: skip
-    check = commands.index(["sh", "-c", f"echo '{'c' * 64}  {LOCKED_REQUIREMENTS}' | sha256sum --check --strict"])
-    installs = [i for i, command in enumerate(commands) if command[0] == "/opt/stroppy-flows/bin/pip"]
-    assert [commands[i][-1] for i in installs] == [LOCKED_REQUIREMENTS, PACKAGE_REQUIREMENT]
-    assert all("--require-hashes" in commands[i] and "--no-deps" in commands[i] for i in installs)
-    assert download < check < installs[0] < installs[1] < commands.index(["systemctl", "daemon-reload"])
+    assert config["runcmd"] == [[INSTALL_AGENT]]
+    lines = files[INSTALL_AGENT].splitlines()
+    assert lines[:3] == ["#!/bin/sh", lines[1], "set -eu"], "the first failing step stops the install"
+    order = [
+        f"curl -fsSL --retry 5 -m 300 -o {LOCKED_REQUIREMENTS} {RELEASE.requirements_url}",
+        f"echo '{'c' * 64}  {LOCKED_REQUIREMENTS}' | sha256sum --check --strict",
+        f"/opt/stroppy-flows/bin/pip install --require-hashes --no-deps --requirement {LOCKED_REQUIREMENTS}",
+        f"/opt/stroppy-flows/bin/pip install --require-hashes --no-deps --requirement {PACKAGE_REQUIREMENT}",
+        "systemctl enable --now docker stroppy-edge",
+    ]
+    assert [lines.index(line) for line in order] == sorted(lines.index(line) for line in order)
+    fetch = files["/usr/local/lib/stroppy/fetch-credentials"].splitlines()
+    assert "set -eu" in fetch and fetch.index("test -s /run/stroppy/agent.env.new") < len(fetch) - 1
+    assert not [line for line in fetch if "|" in line and "curl" in line], "no unchecked pipe from curl"
 
 
 def test_user_data_carries_references_only() -> None:
@@ -120,3 +128,8 @@ def test_user_data_carries_references_only() -> None:
     assert set(EdgeRelease.model_fields) == {
         "prefect_api_url", "package_url", "package_sha256", "requirements_url", "requirements_sha256"
     }  # fmt: skip
+
+
+def test_the_module_describes_its_service_account_as_the_target_reads_it() -> None:
+    expected = SERVICE_ACCOUNT_DESCRIPTION.format(run_id="${var.run_id}", expires_at="${var.expires_at}")
+    assert f'description = "{expected}"' in (MODULE / "main.tf").read_text()

@@ -13,6 +13,7 @@ resource "yandex_vpc_subnet" "run" {
   zone           = var.zone
   network_id     = var.network_id
   v4_cidr_blocks = [var.subnet]
+  route_table_id = var.route_table_id
   labels         = local.labels
 }
 
@@ -42,9 +43,11 @@ resource "yandex_vpc_security_group" "run" {
 }
 
 # The machines' identity: it may read the one Lockbox secret with the edge agents' credentials, nothing else.
+# Accounts take no labels here: the target's sweep and inventory read the run and its expiry from the description.
 resource "yandex_iam_service_account" "edge" {
-  name      = "${local.name}-edge"
-  folder_id = var.folder_id
+  name        = "${local.name}-edge"
+  folder_id   = var.folder_id
+  description = "stroppy-flows run ${var.run_id}, expires ${var.expires_at}"
 }
 
 resource "yandex_lockbox_secret_iam_member" "edge_reads_credentials" {

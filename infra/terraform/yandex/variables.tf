@@ -47,6 +47,12 @@ variable "public_ip" {
   type = bool
 }
 
+variable "route_table_id" {
+  type        = string
+  default     = null
+  description = "Route table (with a NAT gateway) of the run's subnet, so machines without a public IP reach out."
+}
+
 variable "lockbox_secret_id" {
   type        = string
   description = "The Lockbox secret edge agents read their credentials from at boot."

@@ -27,8 +27,11 @@ locals {
     }
   }
   resources = merge(local.machines, {
-    subnet          = { kind = "subnet", name = local.name, labels = local.labels, extra = { cidr = var.subnet } }
-    service_account = { kind = "service_account", name = "${local.name}-edge", labels = {}, extra = {} }
+    subnet = { kind = "subnet", name = local.name, labels = local.labels, extra = { cidr = var.subnet } }
+    service_account = {
+      kind  = "service_account", name = "${local.name}-edge", labels = {},
+      extra = { description = "stroppy-flows run ${var.run_id}, expires ${var.expires_at}" }
+    }
   })
 }
 
