@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start or stop the services the tests and benchmarks use, on loopback only.
-#   scripts/services.sh start   installs what is missing (Debian packages), starts Redis and VictoriaMetrics,
-#                               waits until each answers
+#   scripts/services.sh start   installs what is missing (Debian packages), starts Redis, VictoriaMetrics and an
+#                               image registry, waits until each answers
 #   scripts/services.sh stop    stops what `start` started
 # VictoriaMetrics scrapes the targets that runs register as file_sd files in $state/victoria-metrics/targets
 # (STROPPY_METRICS_TARGETS_DIR for the master), and serves queries and imports on 127.0.0.1:8428.
+# The registry (Debian's docker-registry, 127.0.0.1:5000) stands in for the cloud's container registry: the tests
+# push the service images there and cloud machines' edge flows pull them.
 # Safe to run twice. State lives in $STROPPY_STATE_DIR (default: .state/ in the checkout).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -17,10 +19,13 @@ redis_pidfile=$state/redis.pid
 vm_port=${STROPPY_VM_PORT:-8428}
 vm_dir=$state/victoria-metrics
 vm_pidfile=$state/victoria-metrics.pid
+registry_port=${STROPPY_REGISTRY_PORT:-5000}
+registry_dir=$state/registry
+registry_pidfile=$state/registry.pid
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
-install_packages() { install_debian_packages curl redis-server victoria-metrics; }
+install_packages() { install_debian_packages curl redis-server victoria-metrics docker-registry; }
 
 redis_answers() { timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }
 
@@ -66,8 +71,35 @@ stop_victoria_metrics() {
   log "victoria-metrics stopped"
 }
 
+registry_answers() { curl -fsS -m 2 "http://127.0.0.1:$registry_port/v2/" >/dev/null 2>&1; }
+
+start_registry() {
+  if registry_answers; then
+    log "registry already answers on 127.0.0.1:$registry_port"
+    return 0
+  fi
+  mkdir -p "$registry_dir/data"
+  cat >"$registry_dir/config.yml" <<CONFIG
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $registry_dir/data}
+  delete: {enabled: true}
+http: {addr: "127.0.0.1:$registry_port"}
+CONFIG
+  nohup docker-registry serve "$registry_dir/config.yml" >"$state/registry.log" 2>&1 &
+  echo $! >"$registry_pidfile"
+  wait_until_answers registry "127.0.0.1:$registry_port" "$state/registry.log" registry_answers
+}
+
+stop_registry() {
+  [ -f "$registry_pidfile" ] || return 0
+  stop_pidfile "$registry_pidfile" 10
+  log "registry stopped"
+}
+
 case "${1:-}" in
-  start) install_packages; start_redis; start_victoria_metrics ;;
-  stop) stop_victoria_metrics; stop_redis ;;
+  start) install_packages; start_redis; start_victoria_metrics; start_registry ;;
+  stop) stop_registry; stop_victoria_metrics; stop_redis ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

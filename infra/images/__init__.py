@@ -121,6 +121,38 @@ def default_planner_settings() -> PlannerSettings:
     return PlannerSettings(images=ImageSet.for_checkout().catalogue())
 
 
+def service_images(images: ImageSet) -> list[str]:
+    """The images the planned service containers run (what cloud machines pull)."""
+    catalogue = images.catalogue()
+    return sorted(
+        {*catalogue.postgres.values(), catalogue.etcd, catalogue.pgbouncer, catalogue.node_exporter,
+         catalogue.postgres_exporter, catalogue.pgbouncer_exporter, catalogue.backup}
+    )  # fmt: skip
+
+
+def push_images(
+    client: docker.DockerClient, registry: str, progress: Progress = print, images: ImageSet | None = None
+) -> list[str]:
+    """Tag the service images as `<registry>/<tag>` and push them; returns the pushed references."""
+    import docker  # noqa: PLC0415
+
+    pushed = []
+    for tag in service_images(images or ImageSet.for_checkout()):
+        reference = f"{registry.rstrip('/')}/{tag}"
+        repository, _, version = reference.rpartition(":")
+        progress(f"push {reference}")
+        try:
+            client.images.get(tag).tag(repository, version)
+            # The engine reports push failures inside the stream, not as an error status.
+            for event in client.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in event:
+                    raise ImageBuildError(f"push {reference}: {event['error']}")
+        except docker.errors.DockerException as error:
+            raise ImageBuildError(f"push {reference}: {error}") from error
+        pushed.append(reference)
+    return pushed
+
+
 def missing_images(client: docker.DockerClient, images: ImageSet) -> list[str]:
     """The tags of `images` the engine does not have."""
     return [tag for tag in (images.base, images.db_node, images.edge) if not _exists(client, tag)]

@@ -1,6 +1,7 @@
 """`python -m infra.images build` builds the missing images; `python -m infra.images tags` prints their tags;
 `python -m infra.images release [--out DIR]` writes what cloud machines install (the wheel and its hash-pinned
-requirements) and the settings that pin them."""
+requirements) and the settings that pin them; `python -m infra.images push REGISTRY` pushes the service images
+there (STROPPY_CLOUD_IMAGE_REGISTRY)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from infra.images import REPOSITORY, ImageBuildError, ImageSet, build_images, edge_release
+from infra.images import REPOSITORY, ImageBuildError, ImageSet, build_images, edge_release, push_images
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.images", description=__doc__)
-    parser.add_argument("command", choices=("build", "tags", "release"))
+    parser.add_argument("command", choices=("build", "tags", "release", "push"))
+    parser.add_argument("registry", nargs="?", help="push: the registry, e.g. cr.yandex/<registry id>")
     parser.add_argument("--out", type=Path, default=REPOSITORY / ".state" / "release", help="release: where to write")
     args = parser.parse_args()
     if args.command == "tags":
@@ -24,8 +26,10 @@ def main() -> int:
         return 0
     if args.command == "release":
         return _release(args.out)
+    if args.command == "push" and not args.registry:
+        parser.error("push needs the registry, e.g. `push cr.yandex/crp0123456789abcdef`")
 
-    import docker  # noqa: PLC0415 - only building needs the engine
+    import docker  # noqa: PLC0415 - only building and pushing need the engine
 
     started = time.monotonic()
 
@@ -34,9 +38,13 @@ def main() -> int:
 
     try:
         client = docker.from_env(timeout=120)
+        if args.command == "push":
+            for reference in push_images(client, args.registry, progress):
+                progress(f"pushed {reference}")
+            return 0
         images = build_images(client, progress)
     except (ImageBuildError, docker.errors.DockerException) as error:
-        print(f"image build failed: {error}", file=sys.stderr)
+        print(f"image {args.command} failed: {error}", file=sys.stderr)
         return 1
     for reference in (images.base, images.db_node, images.edge):
         size_mb = client.images.get(reference).attrs["Size"] / 1e6

@@ -11,6 +11,7 @@ Docker target), standing in for the VMs whose engines the edge flow would use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import stat
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from moto.server import ThreadedMotoServer
 from prefect.blocks.system import Secret
@@ -31,7 +33,7 @@ from blocks.yandex_cloud import YandexCloud
 from flows.edge import LOAD_FILES_PREFIX, LoadRequest, StartServicesRequest, run_load, start_services
 from flows.settings import OrchestrationSettings
 from flows.targets import TargetBounds, target_bounds, target_settings
-from infra.images import ImageSet, default_planner_settings
+from infra.images import ImageSet, default_planner_settings, push_images
 from infra.reservations import SubnetReservations
 from infra.result_storage import S3ResultStorage
 from infra.targets import open_target
@@ -59,6 +61,7 @@ from tests.standin.yandex_cloud_standin import YandexCloudStandIn, authorized_ke
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
 
 FOLDER = "b1gstandinfolder"
+REGISTRY = "127.0.0.1:5000"  # scripts/services.sh starts it, standing in for the cloud's container registry
 SPACE = AddressSpace(base_cidr="10.214.0.0/16", prefix=24)
 STANDIN_MODULE = REPO / "tests" / "terraform" / "yandex_standin"
 REAL_MODULE = REPO / "infra" / "terraform" / "yandex"
@@ -115,6 +118,22 @@ def subnet() -> Iterator[tuple[str, str]]:
     finally:
         reservations.release(run_id)
         client.close()
+
+
+@pytest.fixture
+def registry_images() -> Iterator[list[str]]:
+    """The service images pushed to the registry and only there: machines must pull them."""
+    engine = docker.from_env(timeout=300)
+    try:
+        pushed = push_images(engine, REGISTRY, progress=lambda _: None)
+        for reference in pushed:
+            engine.images.remove(reference)  # only the registry's name goes; the layers stay under the local tag
+        yield pushed
+        for reference in pushed:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                engine.images.remove(reference)
+    finally:
+        engine.close()
 
 
 def cluster_run(run_id: str, subnet: str) -> RunSpec:
@@ -183,13 +202,26 @@ def assert_started_through_the_edge_flow(
     assert not [secret for secret in secrets_of(run) if secret in parameters_text]
 
 
+def assert_services_run_the_registry_images(run_id: str, registry_images: list[str]) -> None:
+    """The machines ran the registry's images, which they had to pull."""
+    engine = docker.from_env(timeout=60)
+    try:
+        services = [
+            container for container in engine.containers.list(filters={"label": f"stroppy.run_id={run_id}"})
+            if container.labels.get("stroppy.service") != "machine"
+        ]  # fmt: skip
+        assert services and {container.attrs["Config"]["Image"] for container in services} == set(registry_images)
+    finally:
+        engine.close()
+
+
 def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
-    cloud: tuple[YandexCloudStandIn, str], subnet: tuple[str, str], tmp_path: Path
+    cloud: tuple[YandexCloudStandIn, str], subnet: tuple[str, str], registry_images: list[str], tmp_path: Path
 ) -> None:
     standin, key_json = cloud
     run_id, cidr = subnet
     run = cluster_run(run_id, cidr)
-    settings = settings_for(standin, key_json, tmp_path)
+    settings = settings_for(standin, key_json, tmp_path).model_copy(update={"image_registry": REGISTRY})
     lines: list[str] = []
     dispatched: list[tuple[str, dict[str, Any], str]] = []
     images = ImageSet.for_checkout()
@@ -228,6 +260,7 @@ def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
             target.start_services(run)
 
         assert_started_through_the_edge_flow(run, dispatched, tmp_path / "machines")
+        assert_services_run_the_registry_images(run_id, registry_images)
         handed_over = RunSpec.model_validate(Secret.load(run_block_name(run_id), _sync=True).get())
         assert secrets_of(handed_over) == secrets_of(run)
 

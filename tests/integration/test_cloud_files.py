@@ -1,5 +1,6 @@
-"""The Yandex Cloud files checked offline with the real tools: `terraform fmt`, Debian's `cloud-init schema`, and
-the release the machines install (uv's hash-pinned export of the lock).
+"""The Yandex Cloud files checked offline with the real tools: `terraform fmt`, Debian's `cloud-init schema`, the
+shell and `systemd-analyze verify` on what the machines run, and the release they install (uv's hash-pinned export
+of the lock).
 
 (`terraform validate` needs the yandex provider, which these machines cannot download.)
 """
@@ -28,6 +29,18 @@ def tool(name: str) -> str:
     return path
 
 
+def edge_bootstrap(prefect_api_url: str) -> EdgeBootstrap:
+    release = EdgeRelease(
+        prefect_api_url=prefect_api_url,
+        package_url="https://releases.example.com/stroppy_flows-0.1.0-py3-none-any.whl", package_sha256="b" * 64,
+        requirements_url="https://releases.example.com/requirements.txt", requirements_sha256="d" * 64,
+    )  # fmt: skip
+    return EdgeBootstrap(
+        queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
+        result_storage_block="s3-bucket/stroppy-results", release=release,
+    )  # fmt: skip
+
+
 def test_the_yandex_module_is_formatted() -> None:
     finished = subprocess.run(
         [tool("terraform"), "fmt", "-check", "-diff", str(REPO / "infra" / "terraform" / "yandex")],
@@ -38,15 +51,7 @@ def test_the_yandex_module_is_formatted() -> None:
 
 @pytest.mark.parametrize("public_url", ["http://10.0.0.5:4200/api", "https://prefect.example.com/api"])
 def test_edge_user_data_is_valid_cloud_config(tmp_path: Path, public_url: str) -> None:
-    release = EdgeRelease(
-        prefect_api_url=public_url,
-        package_url="https://releases.example.com/stroppy_flows-0.1.0-py3-none-any.whl", package_sha256="b" * 64,
-        requirements_url="https://releases.example.com/requirements.txt", requirements_sha256="d" * 64,
-    )  # fmt: skip
-    bootstrap = EdgeBootstrap(
-        queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
-        result_storage_block="s3-bucket/stroppy-results", release=release,
-    )  # fmt: skip
+    bootstrap = edge_bootstrap(public_url)
     user_data = tmp_path / "user-data"
     user_data.write_text(edge_user_data(bootstrap))
     finished = subprocess.run(
@@ -87,3 +92,28 @@ def test_the_release_pins_every_dependency_by_hash_and_leaves_out_extras_and_dev
     assert {"prefect", "docker", "pydantic", "redis", "httpx"} <= names
     assert not names & {"python-terraform", "moto", "pytest", "playwright", "ruff"}
     assert all("==" in entry and "--hash=sha256:" in entry for entry in entries), entries[:3]
+
+
+def _unit_problems(unit: Path) -> list[str]:
+    """What systemd itself finds wrong with a unit, apart from the binaries only a machine has."""
+    finished = subprocess.run(
+        [tool("systemd-analyze"), "verify", "--man=no", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    installed_on_the_machine = ("/usr/local/lib/stroppy/fetch-credentials", "/opt/stroppy-flows/bin/stroppy-flows")
+    return [
+        line for line in (finished.stdout + finished.stderr).splitlines()
+        if line.strip() and not any(f"Command {path} is not executable" in line for path in installed_on_the_machine)
+    ]  # fmt: skip
+
+
+def test_the_edge_unit_is_one_systemd_accepts(tmp_path: Path) -> None:
+    bootstrap = edge_bootstrap("http://10.0.0.5:4200/api")
+    files = {item["path"]: item["content"] for item in yaml.safe_load(edge_user_data(bootstrap))["write_files"]}
+    unit = tmp_path / "stroppy-edge.service"
+    unit.write_text(files["/etc/systemd/system/stroppy-edge.service"])
+    assert _unit_problems(unit) == []
+
+    broken = tmp_path / "broken.service"  # the check does catch a mistyped hardening option
+    broken.write_text(unit.read_text().replace("ProtectSystem=strict", "ProtectSistem=strict"))
+    assert any("Unknown key 'ProtectSistem'" in line for line in _unit_problems(broken))
