@@ -47,17 +47,23 @@ def yandex_cloud_block(settings: OrchestrationSettings) -> YandexCloud:
     return block
 
 
+RELEASE_SETTINGS = {
+    "prefect_api_url": "cloud_api_url",
+    "package_url": "cloud_package_url",
+    "package_sha256": "cloud_package_sha256",
+    "requirements_url": "cloud_requirements_url",
+    "requirements_sha256": "cloud_requirements_sha256",
+}
+"""Each field of the machines' `EdgeRelease` and the master setting (`STROPPY_<NAME>`) it comes from."""
+
+
 def yandex_target_settings(settings: OrchestrationSettings) -> YandexTargetSettings:
     """The cloud target from its block (folder, network, key) and the master's settings (Terraform, and what the
     machines install). Listing and destroying runs need only the block; creating machines needs everything."""
     block = yandex_cloud_block(settings)
     bucket = results_bucket(settings)
-    needed = {
-        "STROPPY_CLOUD_API_URL": settings.cloud_api_url,
-        "STROPPY_CLOUD_PACKAGE_URL": settings.cloud_package_url,
-        "STROPPY_CLOUD_PACKAGE_SHA256": settings.cloud_package_sha256,
-        "STROPPY_CLOUD_REQUIREMENTS_URL": settings.cloud_requirements_url,
-        "STROPPY_CLOUD_REQUIREMENTS_SHA256": settings.cloud_requirements_sha256,
+    release = {field: getattr(settings, name) for field, name in RELEASE_SETTINGS.items()}
+    needed = {f"STROPPY_{name.upper()}": release[field] for field, name in RELEASE_SETTINGS.items()} | {
         f"lockbox_secret_id of block {settings.yandex_cloud_block}": block.lockbox_secret_id,
         f"a saved S3Bucket block {settings.archive_s3_block!r} (STROPPY_ARCHIVE_S3_BLOCK: the machines' results "
         "and load files come back through it)": bucket,
@@ -66,13 +72,7 @@ def yandex_target_settings(settings: OrchestrationSettings) -> YandexTargetSetti
     bootstrap = None
     if not missing:
         bootstrap = MachineBootstrap(
-            release=EdgeRelease(
-                prefect_api_url=settings.cloud_api_url,
-                package_url=settings.cloud_package_url,
-                package_sha256=settings.cloud_package_sha256,
-                requirements_url=settings.cloud_requirements_url,
-                requirements_sha256=settings.cloud_requirements_sha256,
-            ),
+            release=EdgeRelease(**release),
             lockbox_secret_id=block.lockbox_secret_id,
             result_storage_block=f"s3-bucket/{settings.archive_s3_block}",
         )

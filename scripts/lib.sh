@@ -33,6 +33,28 @@ stop_pidfile() {
   rm -f "$pidfile"
 }
 
+# start_daemon NAME ADDRESS PIDFILE LOGFILE CHECK -- COMMAND...: unless CHECK passes already, runs COMMAND in the
+# background (output to LOGFILE, pid to PIDFILE) and waits until CHECK passes.
+start_daemon() {
+  local name=$1 address=$2 pidfile=$3 logfile=$4 check=$5
+  shift 5
+  [ "${1:-}" = -- ] && shift
+  if "$check"; then
+    log "$name already answers on $address"
+    return 0
+  fi
+  nohup "$@" >"$logfile" 2>&1 &
+  echo $! >"$pidfile"
+  wait_until_answers "$name" "$address" "$logfile" "$check"
+}
+
+# stop_daemon NAME PIDFILE GRACE_S: stops what start_daemon (or a daemon writing PIDFILE) started, if anything.
+stop_daemon() {
+  [ -f "$2" ] || return 0
+  stop_pidfile "$2" "$3"
+  log "$1 stopped"
+}
+
 # wait_until_answers NAME ADDRESS LOGFILE CHECK...: runs CHECK every 0.1 s for at most 10 s; exits if it never passes.
 wait_until_answers() {
   local name=$1 address=$2 logfile=$3

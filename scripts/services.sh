@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start or stop the services the tests and benchmarks use, on loopback only.
-#   scripts/services.sh start   installs what is missing (Debian packages), starts Redis, VictoriaMetrics and an
-#                               image registry, waits until each answers
-#   scripts/services.sh stop    stops what `start` started
+#   scripts/services.sh start      installs what is missing (Debian packages), starts Redis and VictoriaMetrics,
+#                                  waits until each answers
+#   scripts/services.sh registry   the same for an image registry (only the tests need it)
+#   scripts/services.sh stop       stops what `start` and `registry` started
 # VictoriaMetrics scrapes the targets that runs register as file_sd files in $state/victoria-metrics/targets
 # (STROPPY_METRICS_TARGETS_DIR for the master), and serves queries and imports on 127.0.0.1:8428.
 # The registry (Debian's docker-registry, 127.0.0.1:5000) stands in for the cloud's container registry: the tests
@@ -25,7 +26,7 @@ registry_pidfile=$state/registry.pid
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
-install_packages() { install_debian_packages curl redis-server victoria-metrics docker-registry; }
+install_packages() { install_debian_packages curl redis-server victoria-metrics; }
 
 redis_answers() { timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }
 
@@ -40,44 +41,24 @@ start_redis() {
   wait_until_answers redis "127.0.0.1:$redis_port" "$state/redis.log" redis_answers
 }
 
-stop_redis() {
-  [ -f "$redis_pidfile" ] || return 0
-  stop_pidfile "$redis_pidfile" 5
-  log "redis stopped"
-}
-
 vm_answers() { curl -fsS -m 2 "http://127.0.0.1:$vm_port/health" >/dev/null 2>&1; }
 
 start_victoria_metrics() {
-  if vm_answers; then
-    log "victoria-metrics already answers on 127.0.0.1:$vm_port"
-    return 0
-  fi
   mkdir -p "$vm_dir/targets" "$vm_dir/data"
   # The scrape configuration compose.yaml uses too, pointed at this checkout's targets directory.
   sed "s#/var/lib/stroppy/targets#$vm_dir/targets#" "$root/infra/metrics/scrape.yml" >"$vm_dir/scrape.yml"
   # Short discovery and visibility delays: a run registers its exporters seconds before its load starts, and its
   # dashboards are checked right after it ends. Deduplication makes a retried import of the same samples harmless.
-  nohup victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$vm_dir/data" \
+  start_daemon victoria-metrics "127.0.0.1:$vm_port" "$vm_pidfile" "$state/victoria-metrics.log" vm_answers -- \
+    victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$vm_dir/data" \
     -retentionPeriod=30d -promscrape.config="$vm_dir/scrape.yml" -promscrape.fileSDCheckInterval=2s \
-    -search.latencyOffset=2s -dedup.minScrapeInterval=1s >"$state/victoria-metrics.log" 2>&1 &
-  echo $! >"$vm_pidfile"
-  wait_until_answers victoria-metrics "127.0.0.1:$vm_port" "$state/victoria-metrics.log" vm_answers
-}
-
-stop_victoria_metrics() {
-  [ -f "$vm_pidfile" ] || return 0
-  stop_pidfile "$vm_pidfile" 10
-  log "victoria-metrics stopped"
+    -search.latencyOffset=2s -dedup.minScrapeInterval=1s
 }
 
 registry_answers() { curl -fsS -m 2 "http://127.0.0.1:$registry_port/v2/" >/dev/null 2>&1; }
 
 start_registry() {
-  if registry_answers; then
-    log "registry already answers on 127.0.0.1:$registry_port"
-    return 0
-  fi
+  install_debian_packages curl docker-registry
   mkdir -p "$registry_dir/data"
   cat >"$registry_dir/config.yml" <<CONFIG
 version: 0.1
@@ -87,19 +68,17 @@ storage:
   delete: {enabled: true}
 http: {addr: "127.0.0.1:$registry_port"}
 CONFIG
-  nohup docker-registry serve "$registry_dir/config.yml" >"$state/registry.log" 2>&1 &
-  echo $! >"$registry_pidfile"
-  wait_until_answers registry "127.0.0.1:$registry_port" "$state/registry.log" registry_answers
-}
-
-stop_registry() {
-  [ -f "$registry_pidfile" ] || return 0
-  stop_pidfile "$registry_pidfile" 10
-  log "registry stopped"
+  start_daemon registry "127.0.0.1:$registry_port" "$registry_pidfile" "$state/registry.log" registry_answers -- \
+    docker-registry serve "$registry_dir/config.yml"
 }
 
 case "${1:-}" in
-  start) install_packages; start_redis; start_victoria_metrics; start_registry ;;
-  stop) stop_registry; stop_victoria_metrics; stop_redis ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  start) install_packages; start_redis; start_victoria_metrics ;;
+  registry) start_registry ;;
+  stop)
+    stop_daemon registry "$registry_pidfile" 10
+    stop_daemon victoria-metrics "$vm_pidfile" 10
+    stop_daemon redis "$redis_pidfile" 5
+    ;;
+  *) echo "usage: $0 start|registry|stop" >&2; exit 2 ;;
 esac

@@ -100,7 +100,7 @@ def service_account_name(run_id: str) -> str:
 
 
 SERVICE_ACCOUNT_DESCRIPTION = "stroppy-flows run {run_id}, expires {expires_at}"
-"""As infra/terraform/yandex/main.tf writes it (tests/unit/test_cloud.py keeps the two equal)."""
+"""As infra/terraform/yandex/locals.tf writes it (tests/unit/test_cloud.py keeps the two equal)."""
 _DESCRIPTION_PREFIX = SERVICE_ACCOUNT_DESCRIPTION.split("{", 1)[0]
 
 

@@ -78,7 +78,8 @@ def settings_for(standin: YandexCloudStandIn, key_json: str, tmp_path: Path) -> 
     """The target pointed at the stand-ins: the real module's variables beside the stand-in's resources."""
     module = tmp_path / "module"
     module.mkdir(exist_ok=True)
-    shutil.copyfile(REAL_MODULE / "variables.tf", module / "variables.tf")
+    for shared in ("variables.tf", "locals.tf"):
+        shutil.copyfile(REAL_MODULE / shared, module / shared)
     (module / "main.tf").write_text((STANDIN_MODULE / "main.tf").read_text().replace("$STANDIN_URL", standin.url))
     return YandexTargetSettings(
         cloud_id="b1gstandincloud",

@@ -8,12 +8,13 @@ so tests can see idempotence. State is kept in memory and readable as `GrafanaSt
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standin.http_server import JsonHandler, StandInServer
 
 
 @dataclass
@@ -25,26 +26,12 @@ class StandInState:
     writes: list[str] = field(default_factory=list)
 
 
-class GrafanaStandIn:
+class GrafanaStandIn(StandInServer):
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token = token
         self.state = StandInState()
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="grafana-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> GrafanaStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler_for(self), "grafana-standin", host, port)
 
 
 def _datasource_uids(node: Any) -> set[str]:
@@ -59,26 +46,12 @@ def _datasource_uids(node: Any) -> set[str]:
 def _handler_for(standin: GrafanaStandIn) -> type[BaseHTTPRequestHandler]:
     state = standin.state
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            del args
-
-        def _reply(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def _authorised(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {standin.token}":
                 return True
             self._reply(401, {"message": "invalid API key"})
             return False
-
-        def _body(self) -> dict[str, Any]:
-            return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)

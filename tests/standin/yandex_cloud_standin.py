@@ -16,13 +16,15 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.standin.http_server import JsonHandler, StandInServer
 
 COLLECTIONS = {
     "/compute/v1/instances": ("instance", "instances"),
@@ -59,7 +61,7 @@ def _unb64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-class YandexCloudStandIn:
+class YandexCloudStandIn(StandInServer):
     def __init__(self, key_json: str, folder_id: str, page_size_cap: int = 2) -> None:
         key = json.loads(key_json)
         self.key_id = key["id"]
@@ -73,21 +75,7 @@ class YandexCloudStandIn:
         self.token_exchanges = 0
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="yandex-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> YandexCloudStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler_for(self), "yandex-standin")
 
     def add(self, kind: str, name: str, labels: dict[str, str] | None = None, **extra: Any) -> str:
         with self.lock:
@@ -131,27 +119,12 @@ class YandexCloudStandIn:
 
 
 def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: object) -> None:
-            return
-
-        def _send(self, status: int, body: Any) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length) or b"{}")
-
+    class Handler(JsonHandler):
         def _authorized(self) -> bool:
             token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             if token in standin.tokens:
                 return True
-            self._send(401, {"code": 16, "message": "The token is invalid"})
+            self._reply(401, {"code": 16, "message": "The token is invalid"})
             return False
 
         def do_POST(self) -> None:
@@ -159,15 +132,15 @@ def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
             if path == "/iam/v1/tokens":
                 token = standin.issue_token(self._body().get("jwt", ""))
                 if token is None:
-                    self._send(401, {"code": 16, "message": "Invalid JWT"})
+                    self._reply(401, {"code": 16, "message": "Invalid JWT"})
                 else:
-                    self._send(200, {"iamToken": token, "expiresAt": "2026-11-28T00:00:00Z"})
+                    self._reply(200, {"iamToken": token, "expiresAt": "2026-11-28T00:00:00Z"})
             elif path.startswith("/standin/"):
                 body = self._body()
                 kind = path.removeprefix("/standin/")
-                self._send(200, {"id": standin.add(kind, body["name"], body["labels"], **body.get("extra", {}))})
+                self._reply(200, {"id": standin.add(kind, body["name"], body["labels"], **body.get("extra", {}))})
             else:
-                self._send(404, {"code": 5, "message": f"no route {path}"})
+                self._reply(404, {"code": 5, "message": f"no route {path}"})
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
@@ -176,18 +149,18 @@ def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
             if url.path.startswith("/operations/"):
                 operation = standin.operations.get(url.path.removeprefix("/operations/"))
                 if operation is None:
-                    self._send(404, {"code": 5, "message": "operation not found"})
+                    self._reply(404, {"code": 5, "message": "operation not found"})
                     return
                 operation["done"] = True
-                self._send(200, operation)
+                self._reply(200, operation)
                 return
             if url.path not in COLLECTIONS:
-                self._send(404, {"code": 5, "message": f"no route {url.path}"})
+                self._reply(404, {"code": 5, "message": f"no route {url.path}"})
                 return
             kind, key = COLLECTIONS[url.path]
             query = parse_qs(url.query)
             if query.get("folderId") != [standin.folder_id]:
-                self._send(403, {"code": 7, "message": "Permission denied to folder"})
+                self._reply(403, {"code": 7, "message": "Permission denied to folder"})
                 return
             size = min(int(query.get("pageSize", ["1000"])[0]), standin.page_size_cap)
             start = int(query.get("pageToken", ["0"])[0])
@@ -199,7 +172,7 @@ def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
             body: dict[str, Any] = {key: page} if page else {}
             if start + size < len(items):
                 body["nextPageToken"] = str(start + size)
-            self._send(200, body)
+            self._reply(200, body)
 
         def do_DELETE(self) -> None:
             path = urlsplit(self.path).path
@@ -209,7 +182,7 @@ def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
                     for resource_id, item in list(standin.resources.items()):
                         if item["kind"] == kind and item["name"] == name:
                             del standin.resources[resource_id]
-                self._send(200, {})
+                self._reply(200, {})
                 return
             if not self._authorized():
                 return
@@ -217,17 +190,17 @@ def _handler_for(standin: YandexCloudStandIn) -> type[BaseHTTPRequestHandler]:
             with standin.lock:
                 item = standin.resources.get(resource_id)
                 if collection not in COLLECTIONS or item is None or item["kind"] != COLLECTIONS[collection][0]:
-                    self._send(404, {"code": 5, "message": f"{resource_id} not found"})
+                    self._reply(404, {"code": 5, "message": f"{resource_id} not found"})
                     return
                 if item["kind"] == "subnet" and any(
                     other["kind"] == "instance" and other.get("subnetName") == item["name"]
                     for other in standin.resources.values()
                 ):
-                    self._send(400, {"code": 9, "message": "Subnet is in use by an instance"})
+                    self._reply(400, {"code": 9, "message": "Subnet is in use by an instance"})
                     return
                 del standin.resources[resource_id]
                 operation = {"id": f"op{resource_id}", "description": f"delete {resource_id}", "done": False}
                 standin.operations[operation["id"]] = operation
-            self._send(200, operation)
+            self._reply(200, operation)
 
     return Handler

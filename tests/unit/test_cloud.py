@@ -132,4 +132,4 @@ def test_user_data_carries_references_only() -> None:
 
 def test_the_module_describes_its_service_account_as_the_target_reads_it() -> None:
     expected = SERVICE_ACCOUNT_DESCRIPTION.format(run_id="${var.run_id}", expires_at="${var.expires_at}")
-    assert f'description = "{expected}"' in (MODULE / "main.tf").read_text()
+    assert f'account_description = "{expected}"' in (MODULE / "locals.tf").read_text()

@@ -1,12 +1,3 @@
-locals {
-  name = "stroppy-${var.run_id}"
-  labels = {
-    stroppy_run_id     = var.run_id
-    stroppy_expires_at = var.expires_at
-    managed_by         = "stroppy-flows"
-  }
-}
-
 resource "yandex_vpc_subnet" "run" {
   name           = local.name
   folder_id      = var.folder_id
@@ -43,11 +34,10 @@ resource "yandex_vpc_security_group" "run" {
 }
 
 # The machines' identity: it may read the one Lockbox secret with the edge agents' credentials, nothing else.
-# Accounts take no labels here: the target's sweep and inventory read the run and its expiry from the description.
 resource "yandex_iam_service_account" "edge" {
-  name        = "${local.name}-edge"
+  name        = local.account_name
   folder_id   = var.folder_id
-  description = "stroppy-flows run ${var.run_id}, expires ${var.expires_at}"
+  description = local.account_description
 }
 
 resource "yandex_lockbox_secret_iam_member" "edge_reads_credentials" {
@@ -59,13 +49,13 @@ resource "yandex_lockbox_secret_iam_member" "edge_reads_credentials" {
 resource "yandex_compute_instance" "machine" {
   for_each = var.machines
 
-  name               = "${local.name}-${each.key}"
+  name               = local.machine_names[each.key]
   hostname           = each.key
   folder_id          = var.folder_id
   zone               = var.zone
   platform_id        = var.platform_id
   service_account_id = yandex_iam_service_account.edge.id
-  labels             = merge(local.labels, { stroppy_machine = each.key })
+  labels             = local.machine_labels[each.key]
 
   resources {
     cores  = each.value.cores

@@ -1,25 +1,17 @@
-# The Yandex Cloud module's stand-in: the real module's variables.tf is copied beside this file by the tests, and
-# resources are made in the Yandex Cloud API stand-in (tests/standin/yandex_cloud_standin.py) through local-exec,
-# with the names and labels the real module gives them. The tests replace $STANDIN_URL with the stand-in's address.
+# The Yandex Cloud module's stand-in: the real module's variables.tf and locals.tf (names, labels) are copied beside
+# this file by the tests, and resources are made in the Yandex Cloud API stand-in
+# (tests/standin/yandex_cloud_standin.py) through local-exec, named and labelled by those locals. The tests replace
+# $STANDIN_URL with the stand-in's address.
 terraform {
   required_version = ">= 1.4"
-}
-
-locals {
-  name = "stroppy-${var.run_id}"
-  labels = {
-    stroppy_run_id     = var.run_id
-    stroppy_expires_at = var.expires_at
-    managed_by         = "stroppy-flows"
-  }
 }
 
 locals {
   machines = {
     for key, machine in var.machines : "machine-${key}" => {
       kind   = "instance"
-      name   = "${local.name}-${key}"
-      labels = merge(local.labels, { stroppy_machine = key })
+      name   = local.machine_names[key]
+      labels = local.machine_labels[key]
       extra = {
         subnetName = local.name, ip = machine.ip, cores = machine.cores, memoryGb = machine.memory_gb,
         diskGb     = machine.disk_gb, diskType = machine.disk_type, imageId = var.image_id, userData = machine.user_data
