@@ -18,7 +18,7 @@ import time
 
 from prefect.deployments import run_deployment
 
-from flows.run import RunResult
+from flows.reporting import RunResult
 
 
 def main() -> None:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 
 class YandexCloud(Block):
-    """A Yandex Cloud folder and network for runs, and the service account that creates them."""
+    """A Yandex Cloud folder and network for runs, and the service account that creates them.
+
+    Examples:
+        Show where the cloud target creates a run's machines:
+        ```python
+        from blocks.yandex_cloud import YandexCloud
+
+        yandex_cloud = YandexCloud.load("BLOCK_NAME")
+        print(yandex_cloud.folder_id, yandex_cloud.zone, yandex_cloud.network_id)
+        ```
+    """
 
     _block_type_name = "Stroppy Yandex Cloud"
     _description = "Yandex Cloud folder, network and credentials the stroppy-flows cloud target creates machines with."
+    _documentation_url = HttpUrl("https://yandex.cloud/en/docs/iam/concepts/authorization/key")
 
     cloud_id: str = Field(description="The cloud's id (b1g...).")
     folder_id: str = Field(description="The folder runs are created in.")

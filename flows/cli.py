@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.errors import OperateError
-from infra.images import default_planner_settings
-from stroppy_domain.errors import InvalidSuiteError, PlanningError
+from infra.images import planner_settings
+from stroppy_domain.errors import InvalidSuiteError, PlanningError, StroppyError
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import Machine, RunPlan
 from stroppy_domain.reports import aligned
@@ -29,7 +29,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-class CliError(Exception):
+class CliError(StroppyError):
     """A problem with the user's input, already worded for the terminal."""
 
 
@@ -42,7 +42,7 @@ def _read(path: str) -> str:
 
 def _load_settings(path: str | None) -> PlannerSettings:
     """The defaults, with the top-level sections of the settings file (if any) in their place."""
-    defaults = default_planner_settings()
+    defaults = planner_settings()
     if path is None:
         return defaults
     from pydantic import ValidationError  # noqa: PLC0415 - needed only with a settings file
@@ -139,7 +139,7 @@ def _edge_agent(args: argparse.Namespace) -> int:
 
 
 def _stroppy_pin(args: argparse.Namespace) -> int:
-    from flows.settings import OrchestrationSettings  # noqa: PLC0415 - only this command reads the master's settings
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415 - only this command reads the master's settings
     from infra.stroppy_release import ReleaseError, pin, release_url  # noqa: PLC0415
 
     settings = OrchestrationSettings()
@@ -156,12 +156,14 @@ def _stroppy_pin(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> int:
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from flows.settings import OrchestrationSettings  # noqa: PLC0415
     from flows.setup import SetupConfig, setup  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
 
     data = parse_document(_read(args.config), args.config) if args.config else {}
     if not isinstance(data, dict):
-        raise CliError(f"{args.config}: expected a mapping with sections redis, grafana, s3, yandex_cloud")
+        raise CliError(
+            f"{args.config}: expected a mapping with sections redis, grafana, s3, yandex_cloud, docker, registry"
+        )
     try:
         config = SetupConfig(**data)
         lines = setup(config, OrchestrationSettings())
@@ -176,7 +178,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from flows.operate import render_status, stack, status  # noqa: PLC0415
-    from flows.settings import OrchestrationSettings  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
 
     del args
     if stack("start") != 0:
@@ -195,7 +197,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from flows.operate import render_status, status  # noqa: PLC0415
-    from flows.settings import OrchestrationSettings  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
 
     del args
     components = status(OrchestrationSettings())
@@ -204,12 +206,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.operate import run_suite  # noqa: PLC0415
+    from flows.operate import submit_suite  # noqa: PLC0415
 
     settings = _load_settings(None)
     text = _read(args.file)
     load_suite(text, args.file, settings)
-    return run_suite(parse_document(text, args.file), timeout_s=args.timeout, poll_s=args.poll)
+    return submit_suite(parse_document(text, args.file), timeout_s=args.timeout, poll_s=args.poll)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser(
         "setup", help="create the work pools, register the block types, save blocks from --config or the environment"
     )
-    setup.add_argument("--config", help="YAML with sections redis, grafana, s3, yandex_cloud (see README)")
+    setup.add_argument(
+        "--config",
+        help="YAML with sections redis, grafana, s3, yandex_cloud, docker, registry (see docs/operations.md)",
+    )
     setup.set_defaults(handler=_setup)
 
     commands.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,11 +11,13 @@ from prefect import flow, get_run_logger
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, ValidationError
 
-from infra.containers import ServiceEngine, StartServicesRequest
+from infra.containers import ServiceEngine, StartServicesRequest, registry_login
+from infra.prefect_sync import load_block_sync
 from infra.processes import run_bounded
 from infra.result_storage import S3ResultStorage
 from infra.stroppy_release import PinnedRelease, install
 from infra.targets.base import RunSpec, TargetError
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.load import LoadStep
 from stroppy_domain.plan import SecretFile
 
@@ -48,7 +51,7 @@ class LoadOutcome(BaseModel):
     files: list[str] = Field(description="Files the load wrote, relative to the output directory.")
 
 
-class LoadFailed(RuntimeError):  # noqa: N818 - reads as the condition it reports
+class LoadFailed(StroppyError):  # noqa: N818 - reads as the condition it reports
     """A load step exited non-zero or ran past its bound; the message carries its last output lines."""
 
 
@@ -108,7 +111,7 @@ def start_services(request: StartServicesRequest) -> int:
     write the machine's own secret files; returns how many containers or files."""
     log = get_run_logger()
     try:
-        run = RunSpec.model_validate(Secret.load(request.run_block, _sync=True).get())
+        run = RunSpec.model_validate(load_block_sync(Secret, request.run_block).get())
     except ValidationError as error:  # its default message quotes the input: the passwords
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False))
         raise TargetError(f"block {request.run_block} does not hold a run this agent understands: {problems}") from None
@@ -122,12 +125,11 @@ def start_services(request: StartServicesRequest) -> int:
     import docker  # noqa: PLC0415 - the SDK loads only when a machine starts services
 
     members = [(machine, container) for container in machine.containers if container.start_stage is request.stage]
-    client = docker.from_env(timeout=int(request.api_timeout_s))
-    try:
+    with closing(docker.from_env(timeout=int(request.api_timeout_s))) as client:
+        if registry_login(client, request.registry_block):
+            log.info("logged in to the registry with block %s", request.registry_block)
         engine = ServiceEngine(client, progress=log.info, pull_missing_images=True)
         engine.start_stage(run, request.stage, members, lambda _: request.network_mode)
-    finally:
-        client.close()
     return len(members)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stroppy_domain.errors import StroppyError
 
-class OperateError(RuntimeError):
+
+class OperateError(StroppyError):
     """An installation or a suite could not be operated as asked; exit code 1."""

@@ -7,7 +7,6 @@ ends with a results table and the suite's exit code (0 when every test passed).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,10 +16,12 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel
 
-from flows.connections import redis_connection
 from flows.errors import OperateError
-from flows.settings import REPOSITORY, OrchestrationSettings
+from flows.progress import current_step
 from flows.setup import MASTER_POOL
+from infra.connections import redis_client
+from infra.prefect_sync import called_sync
+from infra.settings import REPOSITORY, OrchestrationSettings
 from stroppy_domain.reports import aligned
 
 SUITE_DEPLOYMENT = "stroppy-test-suite/suite"
@@ -63,12 +64,9 @@ def _prefect_api() -> str:
 
 
 def _redis(settings: OrchestrationSettings) -> str:
-    client = redis_connection(settings).client()
-    try:
+    with redis_client(settings) as client:
         client.ping()
         return str(client.connection_pool.connection_kwargs.get("host", "redis"))
-    finally:
-        client.close()
 
 
 def _victoria_metrics(settings: OrchestrationSettings) -> str:
@@ -77,26 +75,20 @@ def _victoria_metrics(settings: OrchestrationSettings) -> str:
 
 
 def _docker_engine() -> str:
-    import docker  # noqa: PLC0415
+    """The engine the Docker target uses (its `DockerHost` block, else the environment's)."""
+    from infra.targets.docker import docker_client  # noqa: PLC0415 - the SDK loads only for this probe
 
-    client = docker.from_env(timeout=CHECK_TIMEOUT_S)
-    try:
+    with docker_client() as client:
         return f"engine {client.version()['Version']}"
-    finally:
-        client.close()
 
 
 def _images() -> str:
-    import docker  # noqa: PLC0415
-
     from infra.images import ImageSet, missing_images  # noqa: PLC0415
+    from infra.targets.docker import docker_client  # noqa: PLC0415
 
     wanted = ImageSet.for_checkout()
-    client = docker.from_env(timeout=CHECK_TIMEOUT_S)
-    try:
+    with docker_client() as client:
         missing = missing_images(client, wanted)
-    finally:
-        client.close()
     if missing:
         raise OperateError(f"not built: {', '.join(missing)} (python -m infra.images build)")
     return f"{wanted.db_node}, {wanted.edge}"
@@ -105,16 +97,13 @@ def _images() -> str:
 def _master_worker() -> str:
     from prefect.client.orchestration import get_client  # noqa: PLC0415
 
-    async def read() -> str:
-        async with get_client() as client:
-            pool = await client.read_work_pool(MASTER_POOL)
-            workers = await client.read_workers_for_work_pool(MASTER_POOL)
-        online = [worker.name for worker in workers if str(worker.status).upper().endswith("ONLINE")]
-        if not online:
-            raise OperateError(f"no worker polls {MASTER_POOL} (pool status {pool.status})")
-        return ", ".join(online)
-
-    return asyncio.run(read())
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool(MASTER_POOL)
+        workers = client.read_workers_for_work_pool(MASTER_POOL)
+    online = [worker.name for worker in workers if str(worker.status).upper().endswith("ONLINE")]
+    if not online:
+        raise OperateError(f"no worker polls {MASTER_POOL} (pool status {pool.status})")
+    return ", ".join(online)
 
 
 def status(settings: OrchestrationSettings) -> list[ComponentStatus]:
@@ -145,16 +134,11 @@ class _Progress:
             self.write(f"  {test}: {where}")
 
 
-async def _child_progress(client: Any, parent: UUID, progress: _Progress) -> None:
-    from prefect.client.schemas.filters import (  # noqa: PLC0415
-        FlowRunFilter,
-        FlowRunFilterParentFlowRunId,
-        LogFilter,
-        LogFilterFlowRunId,
-    )
-    from prefect.client.schemas.sorting import LogSort  # noqa: PLC0415
+def _child_progress(client: Any, parent: UUID, progress: _Progress) -> None:
+    """Each test run's state, or the step its progress artifact names while it runs."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId  # noqa: PLC0415
 
-    children = await client.read_flow_runs(
+    children = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
     )
     for child in children:
@@ -162,14 +146,11 @@ async def _child_progress(client: Any, parent: UUID, progress: _Progress) -> Non
         if child.state is not None and child.state.is_final():
             progress.report(test, f"{child.state.name}" + (f" ({child.state.message})" if child.state.message else ""))
             continue
-        logs = await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[child.id])), sort=LogSort.TIMESTAMP_DESC, limit=50
-        )
-        step = next((log.message.removeprefix("step ") for log in logs if log.message.startswith("step ")), None)
+        step = current_step(client, child.id)
         progress.report(test, f"step {step}" if step else (child.state.name if child.state else "submitted"))
 
 
-def run_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Callable[[str], None] = print) -> int:
+def submit_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Callable[[str], None] = print) -> int:
     """Submit the suite, follow it, print its results; the exit code is 0 only when the suite completed."""
     from prefect.client.orchestration import get_client  # noqa: PLC0415
     from prefect.deployments import run_deployment  # noqa: PLC0415
@@ -179,7 +160,8 @@ def run_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Cal
     from flows.suite import SuiteResult  # noqa: PLC0415
 
     try:
-        flow_run = run_deployment(SUITE_DEPLOYMENT, parameters={"suite": suite}, timeout=0)
+        # Called from the sync CLI: Prefect creates the flow run synchronously.
+        flow_run = called_sync(run_deployment(SUITE_DEPLOYMENT, parameters={"suite": suite}, timeout=0))
     except ObjectNotFound:
         raise OperateError(
             f"no deployment {SUITE_DEPLOYMENT}: deploy with `prefect deploy --all` (`up` does)"
@@ -190,18 +172,16 @@ def run_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Cal
     progress = _Progress(write)
     deadline = time.monotonic() + timeout_s
 
-    async def follow() -> Any:
-        async with get_client() as client:
-            while True:
-                current = await client.read_flow_run(flow_run.id)
-                await _child_progress(client, flow_run.id, progress)
-                if current.state is not None and current.state.is_final():
-                    return current
-                if time.monotonic() > deadline:
-                    raise OperateError(f"suite still {current.state.name} after {timeout_s:.0f} s; it keeps running")
-                await asyncio.sleep(poll_s)
-
-    final = asyncio.run(follow())
+    with get_client(sync_client=True) as client:
+        while True:
+            final = client.read_flow_run(flow_run.id)
+            _child_progress(client, flow_run.id, progress)
+            if final.state is not None and final.state.is_final():
+                break
+            if time.monotonic() > deadline:
+                state = final.state.name if final.state else "unscheduled"
+                raise OperateError(f"suite still {state} after {timeout_s:.0f} s; it keeps running")
+            time.sleep(poll_s)
     result = final.state.result(raise_on_failure=False)
     write(
         f"suite {suite.get('name')}: {final.state.name}" + (f" ({final.state.message})" if final.state.message else "")
@@ -223,7 +203,7 @@ def _key_number(outcome: Any) -> str:
 
 
 def render_results(result: Any) -> str:
-    rows = [("TEST", "STATE", "VERDICT", "KEY NUMBER", "GRAFANA / REASON")]
+    rows: list[tuple[str, ...]] = [("TEST", "STATE", "VERDICT", "KEY NUMBER", "GRAFANA / REASON")]
     for outcome in result.outcomes:
         run = outcome.result
         link = (run.grafana_url if run else None) or (outcome.message or "")

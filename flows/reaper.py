@@ -8,7 +8,6 @@ every resource the targets hold, and leaves any run whose flow run may still be 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -18,12 +17,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
-from flows.connections import redis_connection
-from flows.settings import OrchestrationSettings
-from flows.targets import available_targets, target_settings
 from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, tear_down
+from infra.connections import redis_client
 from infra.ledger import RunLedger, open_ledgers
-from infra.targets import open_target
+from infra.settings import OrchestrationSettings
+from infra.targets import available_targets, open_target
 from infra.targets.base import TargetError
 from stroppy_domain.model import Target
 from stroppy_domain.reaping import RunEvidence, reap_reason
@@ -44,10 +42,10 @@ class ReapReport(BaseModel):
     )
 
 
-async def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
-    async with get_client() as client:
+def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
+    with get_client(sync_client=True) as client:
         try:
-            flow_run = await client.read_flow_run(UUID(flow_run_id))
+            flow_run = client.read_flow_run(UUID(flow_run_id))
         except ObjectNotFound:
             return False, None
     return True, flow_run.state.type.value if flow_run.state else None
@@ -58,23 +56,17 @@ def _evidence(
 ) -> dict[str, RunEvidence]:
     """Open ledgers, what every reachable target holds, and each flow run's state; unreachable targets are noted."""
     found: dict[str, RunEvidence] = {}
-    client = redis_connection(settings).client()
-    try:
+    with redis_client(settings) as client:
         for run_id in open_ledgers(client):
             ledger = RunLedger(client, run_id)
             flow_run_id = ledger.entries().get(LEDGER_FLOW_RUN)
             found[run_id] = RunEvidence(
                 run_id=run_id, has_ledger=True, opened_at=ledger.opened_at(), flow_run_id=flow_run_id
             )
-    finally:
-        client.close()
     for target in targets:
         try:
-            backend = open_target(target, target_settings(target, settings))
-            try:
+            with open_target(target, settings) as backend:
                 inventories = backend.list_runs()
-            finally:
-                backend.close()
         except TargetError as error:  # one target down must not keep the others' leftovers alive
             unreachable[str(target)] = str(error)
             continue
@@ -83,7 +75,7 @@ def _evidence(
             found[inventory.run_id] = known.model_copy(update={"expires_at": inventory.expires_at})
     for run_id, evidence in found.items():
         if evidence.flow_run_id:
-            exists, state = asyncio.run(_flow_state(evidence.flow_run_id))
+            exists, state = _flow_state(evidence.flow_run_id)
             found[run_id] = evidence.model_copy(update={"flow_run_found": exists, "flow_state": state})
     return found
 
@@ -109,11 +101,8 @@ def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapRe
         reaped = ReapedRun(run_id=run_id, reason=reason, teardown=tear_down(run_id, settings))
         if not known.has_ledger:
             for target in chosen:
-                backend = open_target(target, target_settings(target, settings))
-                try:
+                with open_target(target, settings) as backend:
                     reaped.destroyed |= backend.destroy(run_id).removed
-                finally:
-                    backend.close()
         report.reaped.append(reaped)
     log.info("checked %d run(s), reaped %d", report.checked, len(report.reaped))
     if unreachable:

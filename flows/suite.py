@@ -7,23 +7,27 @@ complete, so `prefect deployment run ... --watch` exits non-zero while the full 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
+from prefect.deployments import arun_deployment
 from prefect.exceptions import MissingResult
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
-from flows.run import RunResult, RunStep, run_id_for
-from flows.settings import OrchestrationSettings
+from flows.reporting import RunResult
+from flows.run import run_id_for
 from flows.teardown import tear_down
-from stroppy_domain.model import Suite
+from infra.edge_queues import cancel_flow_run
+from infra.settings import OrchestrationSettings
+from infra.targets import target_module
+from stroppy_domain.bounds import poll_interval_s, run_bounds, suite_wait_s
+from stroppy_domain.model import BenchmarkTest, Suite
 from stroppy_domain.reports import SuiteRow, slug
 
 TEST_RUN_DEPLOYMENT = "stroppy-test-run/run"
-PROVISIONING_BOUND_S = 1800
 
 
 class TestOutcome(BaseModel):
@@ -50,7 +54,7 @@ async def _failed_run_data(state: State | None) -> object:
     if state is None or not state.is_failed():
         return None
     try:
-        return await state.result(raise_on_failure=False)
+        return await state.aresult(raise_on_failure=False)
     except MissingResult as error:
         return error
 
@@ -63,28 +67,40 @@ def _row(outcome: TestOutcome) -> SuiteRow:
     )  # fmt: skip
 
 
+def run_wait_s(test: BenchmarkTest, suite: Suite, settings: OrchestrationSettings) -> float:
+    """How long the suite waits for the test's run: past every limit the run itself has."""
+    target = target_module(suite.target_of(test)).bounds(settings)
+    return suite_wait_s(run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s))
+
+
+def _job_variables(settings: OrchestrationSettings) -> dict[str, object] | None:
+    """A testing aid set on the suite's own flow run reaches its test runs the same way (never a form field)."""
+    if not settings.inject_failure_at:
+        return None
+    return {"env": {"STROPPY_INJECT_FAILURE_AT": json.dumps(settings.inject_failure_at)}}
+
+
 @flow(name="stroppy-test-suite", persist_result=True)
-async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None = None) -> State:
-    """Run the suite's tests; `inject_failure_at` (test name -> step) is a testing aid for the teardown paths."""
+async def run_suite(suite: Suite) -> State:
+    """Run the suite's tests, at most `STROPPY_MAX_PARALLEL_TESTS` at once; each test's run is a child flow run."""
     log = get_run_logger()
     settings = OrchestrationSettings()
     limit = asyncio.Semaphore(settings.max_parallel_tests)
-    failures = inject_failure_at or {}
 
     async def one(test_index: int) -> TestOutcome:
         test = suite.tests[test_index]
-        bound = PROVISIONING_BOUND_S + test.stroppy.duration + settings.load_margin_s
         try:
+            bound = run_wait_s(test, suite, settings)
             async with limit:
-                child: FlowRun = await run_deployment(
+                child: FlowRun = await arun_deployment(
                     TEST_RUN_DEPLOYMENT,
                     parameters={
                         "test": test.model_dump(mode="json", by_alias=True),
                         "target": str(suite.target_of(test)),
-                        "inject_failure_at": failures.get(test.name),
                     },
                     timeout=bound,
-                    poll_interval=1,
+                    poll_interval=poll_interval_s(bound),
+                    job_variables=_job_variables(settings),
                 )
         except Exception as error:  # the run could not even be created: report it as this test's failure
             return TestOutcome(test_name=test.name, run_id=None, state="FAILED", message=f"not started: {error}")
@@ -93,6 +109,11 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
         if state is None or not state.is_completed():
             # The run's own teardown may not have happened (its process killed, or still running at the bound).
             message = state.message if state else "no state"
+            if state is None or not state.is_final():
+                # Stopped first, so its own steps do not race the teardown below.
+                started = state is not None and state.is_running()
+                await asyncio.to_thread(cancel_flow_run, child.id, started, "its suite stopped waiting")
+                message = f"still {state.name if state else 'unscheduled'} after {bound:.0f} s; cancelled"
             try:
                 await asyncio.to_thread(tear_down, run_id, settings)
             except Exception as error:  # the other tests go on; this one reports it, and the reaper retries later
@@ -103,7 +124,7 @@ async def test_suite(suite: Suite, inject_failure_at: dict[str, RunStep] | None 
                 message=message, result=data if isinstance(data, RunResult) else None,
             )  # fmt: skip
         return TestOutcome(
-            test_name=test.name, run_id=run_id, state="COMPLETED", result=await state.result(raise_on_failure=False)
+            test_name=test.name, run_id=run_id, state="COMPLETED", result=await state.aresult(raise_on_failure=False)
         )
 
     outcomes = await asyncio.gather(*(one(index) for index in range(len(suite.tests))))

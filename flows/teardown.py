@@ -6,18 +6,16 @@ the target finds its resources by the run's labels. Every part is idempotent, so
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from pydantic import BaseModel, Field
 
-from flows.connections import redis_connection
-from flows.settings import OrchestrationSettings
-from flows.targets import target_settings
+from infra.connections import redis_client
 from infra.edge_queues import delete_queues
 from infra.ledger import RunLedger
 from infra.metrics_store import VictoriaMetrics
 from infra.reservations import SubnetReservations
+from infra.settings import OrchestrationSettings
 from infra.targets import open_target
 from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace
@@ -44,32 +42,29 @@ def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
 
 
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
-    """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger."""
+    """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger.
+
+    Raises the first error of a part that could not be done; the ledger keeps that part for a retry."""
     settings = settings or OrchestrationSettings()
     report = TeardownReport(run_id=run_id)
-    client = redis_connection(settings).client()
-    try:
+    with redis_client(settings) as client:
         ledger = RunLedger(client, run_id)
         entries = ledger.entries()
         if LEDGER_TARGET in entries:
-            target_name = Target(entries[LEDGER_TARGET]["name"])
-            backend = open_target(target_name, target_settings(target_name, settings))
-            recorded, current = entries[LEDGER_TARGET].get("state"), backend.state_location(run_id)
-            if recorded != current:
-                logger.warning(
-                    "run %s: its state was recorded at %s but the target now keeps it at %s; only the label sweep "
-                    "can find its resources", run_id, recorded, current,
-                )  # fmt: skip
-            try:
+            with open_target(Target(entries[LEDGER_TARGET]["name"]), settings) as backend:
+                recorded, current = entries[LEDGER_TARGET].get("state"), backend.state_location(run_id)
+                if recorded != current:
+                    logger.warning(
+                        "run %s: its state was recorded at %s but the target now keeps it at %s; only the label "
+                        "sweep can find its resources", run_id, recorded, current,
+                    )  # fmt: skip
                 report.removed = backend.destroy(run_id).removed
-            finally:
-                backend.close()
             ledger.forget(LEDGER_TARGET)
         if LEDGER_SCRAPE in entries:
             report.unwatched_exporters = metrics_store(settings).remove_targets(run_id)
             ledger.forget(LEDGER_SCRAPE)
         if LEDGER_QUEUES in entries:
-            report.deleted_queues = asyncio.run(delete_queues(entries[LEDGER_QUEUES]))
+            report.deleted_queues = delete_queues(entries[LEDGER_QUEUES])
             ledger.forget(LEDGER_QUEUES)
         if LEDGER_SUBNET in entries:
             lease = entries[LEDGER_SUBNET]
@@ -77,7 +72,5 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
             report.released_subnet = SubnetReservations(client, Target(lease["target"]), space).release(run_id)
             ledger.forget(LEDGER_SUBNET)
         ledger.close()
-    finally:
-        client.close()
     logger.info("run %s torn down: %s", run_id, report.model_dump())
     return report

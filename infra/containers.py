@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from infra.connections import saved_block
 from infra.targets.base import LABEL_RUN_ID, RUN_ID_PATTERN, RunSpec, TargetError
 from stroppy_domain.plan import ConfigFile, Container, Machine, SecretFile, StartStage
 
@@ -67,6 +68,28 @@ def file_archive(files: Iterable[ConfigFile] = (), secret_files: Iterable[Secret
     return buffer.getvalue()
 
 
+def registry_login(client: docker.DockerClient, credentials_block: str | None) -> bool:
+    """Log the client in with the saved `DockerRegistryCredentials` block; False when none is saved under that name.
+
+    Raises TargetError when the registry refuses the credentials."""
+    from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: PLC0415 - the block's login is a coroutine
+    from prefect_docker.credentials import DockerRegistryCredentials  # noqa: PLC0415
+
+    credentials = saved_block(DockerRegistryCredentials, credentials_block)
+    if credentials is None:
+        return False
+    import docker  # noqa: PLC0415
+
+    try:
+        run_coro_as_sync(credentials.login(client))
+    except docker.errors.APIError as error:
+        raise TargetError(
+            f"registry {credentials.registry_url} refused the credentials of block {credentials_block}: "
+            f"{error.explanation or error}"
+        ) from error
+    return True
+
+
 class StartServicesRequest(BaseModel):
     """One start stage of one machine, or (no stage) the machine's own files. The plan, with the run's passwords,
     stays in a Secret block."""
@@ -78,6 +101,10 @@ class StartServicesRequest(BaseModel):
     network_mode: str = Field(default="host", description="The services share the machine's own network.")
     files_root: str = Field(default="/", description="Where the machine's own files' absolute paths start.")
     api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the machine's engine.")
+    registry_block: str | None = Field(
+        default=None,
+        description="prefect-docker `DockerRegistryCredentials` block to log in with before pulling; none: anonymous.",
+    )
 
 
 class ServiceEngine:
@@ -101,7 +128,8 @@ class ServiceEngine:
         self._accounts: dict[str, dict[str, int]] = {}
 
     def call(self, operation: Callable[[], Any], what: str) -> Any:
-        """Run one engine call; any failure becomes a TargetError naming `what`."""
+        """Run one engine call; any failure becomes a TargetError naming `what`, retryable when the engine did not
+        answer or failed on its side."""
         import requests  # noqa: PLC0415 - the Docker SDK's transport; its errors are timeouts and refusals
 
         errors = self._docker.errors
@@ -111,10 +139,13 @@ class ServiceEngine:
             raise TargetError(
                 f"{what}: image not found ({error.explanation}); build it with `python -m infra.images build`"
             ) from error
+        except errors.APIError as error:
+            # The engine failing on its side may pass; a refusal of the request (4xx) will not.
+            raise TargetError(f"{what}: {error}", retryable=error.is_server_error()) from error
         except errors.DockerException as error:
             raise TargetError(f"{what}: {error}") from error
         except requests.RequestException as error:
-            raise TargetError(f"{what}: the Docker engine did not answer: {error}") from error
+            raise TargetError(f"{what}: the Docker engine did not answer: {error}", retryable=True) from error
 
     def is_not_found(self, error: TargetError) -> bool:
         return isinstance(error.__cause__, self._docker.errors.NotFound)

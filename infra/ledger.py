@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stroppy_domain.errors import StroppyError
+
 if TYPE_CHECKING:
     import redis
 
@@ -18,7 +20,7 @@ OPENED = "opened_at"
 T = TypeVar("T")
 
 
-class LedgerError(RuntimeError):
+class LedgerError(StroppyError):
     """The ledger could not be read or written; the message names the run."""
 
 

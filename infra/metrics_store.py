@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.timeseries import ScrapeTarget, Series
 
 
-class MetricsStoreError(RuntimeError):
+class MetricsStoreError(StroppyError):
     """VictoriaMetrics refused or could not be reached; the message says which call and why."""
 
 
@@ -86,8 +87,11 @@ class VictoriaMetrics:
             response.raise_for_status()
         except httpx.HTTPStatusError as error:
             raise MetricsStoreError(
-                f"VictoriaMetrics {method} {path} answered {error.response.status_code}: {error.response.text[:300]}"
+                f"VictoriaMetrics {method} {path} answered {error.response.status_code}: {error.response.text[:300]}",
+                retryable=error.response.is_server_error,
             ) from error
         except httpx.HTTPError as error:
-            raise MetricsStoreError(f"VictoriaMetrics at {self.url} unreachable ({method} {path}): {error}") from error
+            raise MetricsStoreError(
+                f"VictoriaMetrics at {self.url} unreachable ({method} {path}): {error}", retryable=True
+            ) from error
         return response

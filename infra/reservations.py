@@ -10,12 +10,14 @@ its TTL.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace
 from stroppy_domain.subnets import host_capacity
@@ -139,7 +141,7 @@ return subnet
 _SWEEP_ONLY = _SWEEP + "return sweep(KEYS[1], KEYS[2], KEYS[3], now_ms())\n"
 
 
-class ReservationError(RuntimeError):
+class ReservationError(StroppyError):
     """A reservation request that could not be met; the message names the address space and the run."""
 
 
@@ -165,7 +167,7 @@ class Reservation:
 T = TypeVar("T")
 
 
-def _expiry(milliseconds: bytes | str) -> datetime:
+def _expiry(milliseconds: bytes | str | int) -> datetime:
     return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC)
 
 
@@ -237,7 +239,7 @@ class SubnetReservations:
         ]
         return sorted(reservations, key=lambda item: ipaddress.IPv4Network(item.subnet))
 
-    def sweep_expired(self) -> list[str]:
+    def sweep_expired(self) -> builtins.list[str]:  # `list` in this class body is the method above
         """Drop leases whose TTL has passed; returns the subnets freed."""
         return [_text(subnet) for subnet in self._call(lambda: self._sweep(keys=self._keys, args=[]), "")]
 

@@ -10,8 +10,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
+from stroppy_domain.errors import StroppyError
 
-class ResultStorageError(RuntimeError):
+
+class ResultStorageError(StroppyError):
     """A file could not be stored; names the file and the destination."""
 
 

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import stat
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 from pydantic import BaseModel
+
+from infra.retries import call_with_retries
+from stroppy_domain.errors import StroppyError
 
 ARCHIVE_NAME = "stroppy_linux_amd64.tar.gz"
 BINARY_NAME = "stroppy"
 CHUNK = 1 << 16
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(StroppyError):
     """A release that cannot be pinned or installed; the message names the version and the reason."""
 
 
@@ -66,24 +67,25 @@ def release_url(template: str, version: str, gateway: str = "127.0.0.1") -> str:
 
 
 def download(url: str, destination: Path, timeout_s: float, attempts: int = 3) -> str:
-    """Stream `url` into `destination`; returns its sha256. Transport failures are retried with backoff."""
-    for attempt in range(1, attempts + 1):
+    """Stream `url` into `destination`; returns its sha256. Transport failures and server errors are retried with
+    backoff; any other HTTP status is not (the release or its address is wrong). Raises ReleaseError."""
+
+    def once() -> str:
         digest = hashlib.sha256()
-        try:
-            with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
-                response.raise_for_status()
-                with destination.open("wb") as output:
-                    for chunk in response.iter_bytes(CHUNK):
-                        digest.update(chunk)
-                        output.write(chunk)
-            return digest.hexdigest()
-        except httpx.HTTPStatusError as error:
-            raise ReleaseError(f"{url}: HTTP {error.response.status_code}") from error
-        except httpx.TransportError as error:
-            if attempt == attempts:
-                raise ReleaseError(f"{url}: unreachable after {attempts} attempts: {error}") from error
-            time.sleep(min(2**attempt, 10) * random.uniform(0.8, 1.2))
-    raise ReleaseError(f"{url}: no attempt made")
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            response.raise_for_status()
+            with destination.open("wb") as output:
+                for chunk in response.iter_bytes(CHUNK):
+                    digest.update(chunk)
+                    output.write(chunk)
+        return digest.hexdigest()
+
+    try:
+        return call_with_retries(once, attempts)
+    except httpx.HTTPStatusError as error:
+        raise ReleaseError(f"{url}: HTTP {error.response.status_code}") from error
+    except httpx.TransportError as error:
+        raise ReleaseError(f"{url}: unreachable after {attempts} attempts: {error}", retryable=True) from error
 
 
 def pin(version: str, url: str, lock_path: Path, timeout_s: float = 120) -> PinnedRelease:

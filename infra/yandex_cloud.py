@@ -11,13 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
+from infra.retries import WaitTimedOut, wait_for
+from stroppy_domain.errors import StroppyError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 TOKEN_LIFETIME_S = 3600
@@ -47,7 +52,7 @@ class CloudResource(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-class YandexCloudError(RuntimeError):
+class YandexCloudError(StroppyError):
     """An API call failed or an operation did not finish in time; the message names the call and the resource."""
 
 
@@ -73,7 +78,8 @@ def signed_jwt(key_json: str, now: float) -> str:
     try:
         key = json.loads(key_json)
         pem = key["private_key"][key["private_key"].index("-----BEGIN") :].encode()
-        private_key = serialization.load_pem_private_key(pem, password=None)
+        # Yandex authorized keys are RSA (PS256); the loader's type is every kind of private key.
+        private_key = cast("RSAPrivateKey", serialization.load_pem_private_key(pem, password=None))
         header = {"typ": "JWT", "alg": "PS256", "kid": key["id"]}
         claims = {"aud": IAM_AUDIENCE, "iss": key["service_account_id"], "iat": int(now), "exp": int(now) + 3600}
     except (ValueError, KeyError, TypeError) as error:
@@ -82,7 +88,7 @@ def signed_jwt(key_json: str, now: float) -> str:
             f"({type(error).__name__})"
         ) from None
     signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}".encode()
-    signature = private_key.sign(  # type: ignore[union-attr,call-arg]
+    signature = private_key.sign(
         signing_input,
         padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
         hashes.SHA256(),
@@ -138,22 +144,25 @@ class YandexCloudApi:
             params["pageToken"] = page["nextPageToken"]
 
     def _wait(self, operation: dict[str, Any], what: str) -> None:
-        deadline = time.monotonic() + self._settings.operation_timeout_s
         operation_id = operation.get("id")
-        while not operation.get("done"):
+        if not operation.get("done"):
             if operation_id is None:
                 raise YandexCloudError(f"{what}: the API answered no operation to wait for: {operation}")
-            if time.monotonic() >= deadline:
-                raise YandexCloudError(f"{what}: not done after {self._settings.operation_timeout_s:.0f} s")
-            time.sleep(OPERATION_POLL_S)
             url = f"{self._settings.operation_url}/operations/{operation_id}"
-            answer = self._request("GET", url, f"{what} (operation {operation_id})")
-            if answer is None:
-                raise YandexCloudError(f"{what}: operation {operation_id} is unknown to the API")
-            operation = answer
+
+            def finished() -> dict[str, Any] | None:
+                answer = self._request("GET", url, f"{what} (operation {operation_id})")
+                if answer is None:
+                    raise YandexCloudError(f"{what}: operation {operation_id} is unknown to the API")
+                return answer if answer.get("done") else None
+
+            try:
+                operation = wait_for(finished, self._settings.operation_timeout_s, what, max_delay_s=OPERATION_POLL_S)
+            except WaitTimedOut as error:
+                raise YandexCloudError(str(error)) from None
         if "error" in operation:
-            error = operation["error"]
-            raise YandexCloudError(f"{what}: {error.get('message', error)} (code {error.get('code')})")
+            failure = operation["error"]
+            raise YandexCloudError(f"{what}: {failure.get('message', failure)} (code {failure.get('code')})")
 
     def _request(self, method: str, url: str, what: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
         """The JSON answer; None for 404 (the resource is gone)."""
@@ -162,11 +171,13 @@ class YandexCloudApi:
                 method, url, params=params, headers={"Authorization": f"Bearer {self._iam_token()}"}
             )
         except httpx.HTTPError as error:
-            raise YandexCloudError(f"{what}: {type(error).__name__}: {error}") from error
+            raise YandexCloudError(f"{what}: {type(error).__name__}: {error}", retryable=True) from error
         if response.status_code == httpx.codes.NOT_FOUND:
             return None
         if response.is_error:
-            raise YandexCloudError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+            raise YandexCloudError(
+                f"{what}: HTTP {response.status_code}: {response.text[:300]}", retryable=response.is_server_error
+            )
         return response.json()
 
     def _iam_token(self) -> str:
@@ -178,7 +189,9 @@ class YandexCloudApi:
         try:
             response = self._http.post(url, json={"jwt": jwt})
         except httpx.HTTPError as error:
-            raise YandexCloudError(f"exchange the service account key for an IAM token: {error}") from error
+            raise YandexCloudError(
+                f"exchange the service account key for an IAM token: {error}", retryable=True
+            ) from error
         if response.is_error:
             raise YandexCloudError(
                 f"exchange the service account key for an IAM token: HTTP {response.status_code}: {response.text[:300]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs everything (uv, the locked Python dependencies, Debian packages), starts the
 # services the tests need (Redis, a Docker engine, a Prefect server with the master worker), builds the images that
-# are not up to date, runs lint and the whole test suite, and stops the services it started.
+# are not up to date, runs lint, the type checker and the whole test suite, and stops the services it started.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k reservations`.
 set -euo pipefail
 
@@ -29,4 +29,6 @@ bash scripts/services.sh registry
 
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
+uv run --frozen mypy
+uv run --frozen python scripts/generate_references.py --check
 uv run --frozen pytest "$@"

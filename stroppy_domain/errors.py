@@ -1,4 +1,5 @@
-"""Errors that carry the path of the offending field, so the user can find it in a suite file."""
+"""The project's error family: one root, `StroppyError`, whose `retryable` says whether trying again can help;
+and the suite errors, which carry the path of the offending field so the user can find it in a suite file."""
 
 from __future__ import annotations
 
@@ -6,6 +7,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _MISSING = object()
+
+
+class StroppyError(Exception):
+    """Root of every error this project raises. `retryable` is True only when the same call, made again, may
+    succeed (a timeout, a refused connection, a server error); a bad input or a refused credential never is."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str = "", *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class TransientError(StroppyError):
+    """A failure of something outside that a retry can fix: unreachable, timed out, overloaded."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -26,7 +45,7 @@ class Issue:
         return f"{where}: {self.message}"
 
 
-class InvalidSuiteError(ValueError):
+class InvalidSuiteError(StroppyError, ValueError):
     """A suite that cannot be run; `issues` lists every problem found, not only the first."""
 
     def __init__(self, issues: Sequence[Issue], source: str = "") -> None:
@@ -39,7 +58,7 @@ class InvalidSuiteError(ValueError):
         super().__init__("\n".join(lines))
 
 
-class PlanningError(ValueError):
+class PlanningError(StroppyError, ValueError):
     """The planner found a topology it cannot lay out; it names the field that causes it."""
 
     def __init__(self, path: str, message: str, value: object = _MISSING) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import BenchmarkTest, Driver, Model
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
@@ -15,6 +16,7 @@ from stroppy_domain.timeseries import K6_METRICS_FILE
 
 PROGRESS_INTERVAL_S = 5
 INIT_TIMEOUT_S = 1800
+GENERATE_TIMEOUT_S = 300
 
 
 class LoadStep(Model):
@@ -27,7 +29,7 @@ class LoadStep(Model):
     measured: bool = Field(default=False, description="The measurement itself: never retried.")
 
 
-class LoadError(ValueError):
+class LoadError(StroppyError, ValueError):
     """A load that cannot be built for this test; names the field."""
 
 
@@ -43,17 +45,25 @@ def _libpq_env(connection: Connection) -> dict[str, str]:
     }
 
 
+def load_timeouts_s(test: BenchmarkTest, margin_s: int) -> list[int]:
+    """The bound of each step of the test's load, in order: the preparation (pgbench's initialisation or stroppy's
+    generation), then the measured run."""
+    prepare_s = INIT_TIMEOUT_S if test.stroppy.driver is Driver.PGBENCH else GENERATE_TIMEOUT_S
+    return [prepare_s, test.stroppy.duration + margin_s]
+
+
 def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) -> list[LoadStep]:
     """TPC-B with pgbench: initialise at the test's scale, then a timed run with progress and per-transaction logs."""
     load = test.stroppy
     env = _libpq_env(connection)
     jobs = max(1, min(load.clients, test.runner_hardware.cores))
+    prepare_s, run_s = load_timeouts_s(test, margin_s)
     return [
         LoadStep(
             name="pgbench-init",
             argv=["pgbench", "--initialize", f"--scale={load.scale}", "--quiet"],
             env=env,
-            timeout_s=INIT_TIMEOUT_S,
+            timeout_s=prepare_s,
         ),
         LoadStep(
             name="pgbench-run",
@@ -62,7 +72,7 @@ def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) ->
                 f"--progress={PROGRESS_INTERVAL_S}", "--report-per-command", "--log", "--log-prefix=pgbench_log",
             ],
             env=env,
-            timeout_s=load.duration + margin_s,
+            timeout_s=run_s,
             measured=True,
         ),
     ]  # fmt: skip
@@ -70,7 +80,6 @@ def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) ->
 
 SUPPORTED_STROPPY_MAJORS = (2, 5)
 SUMMARY_FILE = "summary.json"
-GENERATE_TIMEOUT_S = 300
 
 
 def stroppy_major(version: str) -> int:
@@ -100,17 +109,18 @@ def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, marg
         "DURATION": f"{load.duration}s",
     }
     script, sql = f"{workload}.ts", f"{workload}.sql"
+    prepare_s, run_s = load_timeouts_s(test, margin_s)
     k6_arguments = ["--summary-export", SUMMARY_FILE, "--out", f"csv={K6_METRICS_FILE}"]
     if major >= 5:
         k6_arguments = ["--summary-mode", "full", *k6_arguments]
     return [
         LoadStep(
             name="stroppy-gen", argv=[binary, "gen", "--workdir", ".", "--preset", workload], env=env,
-            timeout_s=GENERATE_TIMEOUT_S,
+            timeout_s=prepare_s,
         ),
         LoadStep(
             name="stroppy-run", argv=[binary, "run", script, sql, "--", *k6_arguments], env=env,
-            timeout_s=load.duration + margin_s, measured=True,
+            timeout_s=run_s, measured=True,
         ),
     ]  # fmt: skip
 

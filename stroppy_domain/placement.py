@@ -7,14 +7,13 @@ gives every machine an address from the reserved subnet and renders each service
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from stroppy_domain.errors import PlanningError, join_path
+from stroppy_domain.layout import Layout, MachineLayout, ServiceSlot
 from stroppy_domain.model import (
     BenchmarkTest,
     ClusterTemplate,
-    Hardware,
     InstanceTemplate,
     Placement,
     Scope,
@@ -40,45 +39,6 @@ RUNNER_MACHINE = "stroppy-runner"
 MASTER_MACHINE = "postgres-master"
 DEFAULT_NODE_EXPORTER_PORT = 9100
 DEFAULT_POSTGRES_EXPORTER_PORT = 9187
-
-_KIND_ORDER = list(ServiceKind)
-
-
-@dataclass
-class ServiceSlot:
-    """A service on a machine, with the suite path whose settings it comes from."""
-
-    kind: ServiceKind
-    source: str
-    ports: dict[str, int] = field(default_factory=dict)
-    port_sources: dict[str, str] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-
-
-@dataclass
-class MachineLayout:
-    name: str
-    role: MachineRole
-    hardware: Hardware
-    replica_index: int | None = None
-    services: list[ServiceSlot] = field(default_factory=list)
-
-    def has(self, kind: ServiceKind) -> bool:
-        return any(slot.kind is kind for slot in self.services)
-
-    def add(self, slot: ServiceSlot) -> None:
-        if not self.has(slot.kind):
-            self.services.append(slot)
-            self.services.sort(key=lambda item: _KIND_ORDER.index(item.kind))
-
-
-@dataclass
-class Layout:
-    machines: list[MachineLayout]
-    entry: tuple[str, int]
-
-    def machine(self, name: str) -> MachineLayout:
-        return next(machine for machine in self.machines if machine.name == name)
 
 
 def _postgres_slot(source: str, patroni: bool) -> ServiceSlot:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import Model
 
 
@@ -43,7 +44,7 @@ class LoadMetrics(Model):
     thresholds: list[ReportedThreshold] = Field(default_factory=list)
 
 
-class SummaryError(ValueError):
+class SummaryError(StroppyError, ValueError):
     """The output cannot be read as a summary; the message says why."""
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from stroppy_domain.errors import StroppyError
+
 RESERVED_AT_START = 4
 
 
-class SubnetError(ValueError):
+class SubnetError(StroppyError, ValueError):
     """A subnet request that cannot be met; the message says which limit was hit."""
 
 
 def host_capacity(prefix: int) -> int:
     """How many machines fit into one subnet of this prefix."""
-    return max(0, 2 ** (32 - prefix) - RESERVED_AT_START - 1)
+    addresses: int = 2 ** (32 - prefix)  # an int: IPv4 prefixes are at most 32 (typeshed cannot tell the sign)
+    return max(0, addresses - RESERVED_AT_START - 1)
 
 
 def machine_addresses(subnet: str, count: int) -> list[str]:

@@ -15,9 +15,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import cast
 
 from pydantic import Field
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import Model
 from stroppy_domain.plan import RunPlan, ServiceKind
 
@@ -49,7 +51,7 @@ class ScrapeTarget(Model):
     labels: dict[str, str]
 
 
-class LoadSeriesError(ValueError):
+class LoadSeriesError(StroppyError, ValueError):
     """A load's time-series file cannot be read; the message names the line."""
 
 
@@ -136,7 +138,7 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
     `k6_<metric>`, its per-second mean.
     """
     per_second = _PerSecond()
-    sums: dict[str, Counter[int]] = {}
+    sums: dict[str, dict[int, float]] = {}
     counts: dict[str, Counter[int]] = {}
     reader = csv.DictReader(lines)
     missing = {"metric_name", "timestamp", "metric_value"} - set(reader.fieldnames or ())
@@ -148,7 +150,8 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
             second, value = int(float(row["timestamp"])), float(row["metric_value"])
         except (TypeError, ValueError) as error:
             raise LoadSeriesError(f"k6 CSV line {reader.line_num}: {error}") from error
-        sums.setdefault(name, Counter())[second] += value
+        # A Counter sums floats as well; typeshed types its counts as int only.
+        sums.setdefault(name, cast("dict[int, float]", Counter()))[second] += value
         counts.setdefault(name, Counter())[second] += 1
         if name == "iteration_duration":
             per_second.add(second, value / 1000)

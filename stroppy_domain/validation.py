@@ -75,12 +75,12 @@ def validate_suite(data: Any, source: str = "", settings: PlannerSettings | None
     return suite
 
 
-def _issues_of_parseable_tests(data: dict) -> list[Issue]:
+def _issues_of_parseable_tests(data: dict[str, Any]) -> list[Issue]:
     """Cross-field rules of the tests that parsed, so one broken test does not hide another's problems."""
     tests = data.get("tests")
     if not isinstance(tests, list):
         return []
-    issues = []
+    issues: list[Issue] = []
     for index, raw in enumerate(tests):
         try:
             test = BenchmarkTest.model_validate(raw)
@@ -101,12 +101,13 @@ def structural_issues(error: ValidationError, root: type[BaseModel]) -> list[Iss
             issues.append(Issue(path, _unknown_field_message(root, loc), detail["input"]))
         else:
             pattern = (detail.get("ctx") or {}).get("pattern")
-            message = PATTERN_HINTS.get(pattern) or detail["msg"].removeprefix("Value error, ")
+            hint = PATTERN_HINTS.get(pattern) if pattern is not None else None
+            message = hint or detail["msg"].removeprefix("Value error, ")
             issues.append(Issue(path, message, detail["input"]))
     return issues
 
 
-def _unknown_field_message(root: type[BaseModel], loc: tuple) -> str:
+def _unknown_field_message(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     known = _field_names_at(root, loc[:-1])
     suggestion = difflib.get_close_matches(str(loc[-1]), known, n=1)
     if suggestion:
@@ -114,7 +115,7 @@ def _unknown_field_message(root: type[BaseModel], loc: tuple) -> str:
     return "unknown field" + (f"; expected one of: {', '.join(sorted(known))}" if known else "")
 
 
-def _field_names_at(root: type[BaseModel], loc: tuple) -> list[str]:
+def _field_names_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Names the model accepts at `loc`, found by following the field annotations from `root`."""
     current: Any = root
     for part in loc:

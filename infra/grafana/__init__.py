@@ -1,5 +1,6 @@
 """Grafana: the run dashboards (JSON beside this file), provisioned idempotently, and a run's phase annotations.
 
+`Grafana` works through a ready `grafana_client.GrafanaApi` (a `GrafanaConnection` block's `get_client()` makes one);
 `grafana_client` is imported on first use, so installations without Grafana never load it.
 """
 
@@ -9,12 +10,16 @@ import json
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field
 
 from stroppy_domain.reports import Dashboard, Phase, dashboard_url
+
+if TYPE_CHECKING:
+    from grafana_client import GrafanaApi
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_FILE = Path(__file__).resolve().parent / "provisioning" / "datasources" / "stroppy.yaml"
@@ -54,16 +59,20 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
+def _base_url(api: GrafanaApi) -> str:
+    """Grafana's URL as users open it, for links: the client's URL without credentials, query or trailing slash."""
+    parts = urlsplit(api.url or api.client.url.removesuffix("api"))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
+
+
 class Grafana:
-    """One Grafana organisation, reached with a service-account token."""
+    """One Grafana organisation, reached through `api` (its URL, credentials and timeout are the client's)."""
 
-    def __init__(self, url: str, token: str, folder: str, datasource_url: str, timeout_s: float = 10.0) -> None:
-        from grafana_client import GrafanaApi  # noqa: PLC0415 - loaded only where Grafana is configured
-
-        self.url = url.rstrip("/")
+    def __init__(self, api: GrafanaApi, folder: str, datasource_url: str) -> None:
+        self.url = _base_url(api)
         self.folder = folder
         self.datasource_url = datasource_url
-        self._api = GrafanaApi.from_url(self.url, credential=token, timeout=timeout_s)
+        self._api = api
 
     def provision(self) -> ProvisionReport:
         """Folder, VictoriaMetrics datasource and dashboards: created when missing, updated only when different."""

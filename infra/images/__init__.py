@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from infra.settings import OrchestrationSettings
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.settings import ImageCatalogue, PlannerSettings
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ EDGE_PYTHON = "3.13"
 Progress = Callable[[str], None]
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(StroppyError):
     """An image could not be built; the message names the image and the step."""
 
 
@@ -114,8 +116,12 @@ class ImageSet:
         )  # fmt: skip
 
 
-def default_planner_settings() -> PlannerSettings:
-    """Planner settings whose catalogue names this checkout's images; outside a checkout, the built-in defaults."""
+def planner_settings(settings: OrchestrationSettings | None = None) -> PlannerSettings:
+    """Planner settings with the image catalogue in force: the master's `image_catalogue` setting when it is set,
+    else the images this checkout builds (outside a checkout, the built-in defaults)."""
+    catalogue = (settings or OrchestrationSettings()).image_catalogue
+    if catalogue is not None:
+        return PlannerSettings(images=catalogue)
     if not (REPOSITORY / "uv.lock").is_file():
         return PlannerSettings()
     return PlannerSettings(images=ImageSet.for_checkout().catalogue())

@@ -1,7 +1,8 @@
 """`python -m infra.images build` builds the missing images; `python -m infra.images tags` prints their tags;
 `python -m infra.images release [--out DIR]` writes what cloud machines install (the wheel and its hash-pinned
 requirements) and the settings that pin them; `python -m infra.images push REGISTRY` pushes the service images
-there (STROPPY_CLOUD_IMAGE_REGISTRY)."""
+there (STROPPY_CLOUD_IMAGE_REGISTRY), logged in with the `DockerRegistryCredentials` block STROPPY_REGISTRY_BLOCK
+names when one is saved. Images are built on, and pushed from, the engine the environment names (the stack's)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def main() -> int:
 
     import docker  # noqa: PLC0415 - only building and pushing need the engine
 
+    from infra.containers import registry_login  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
+    from infra.targets.base import TargetError  # noqa: PLC0415
+
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -39,11 +44,14 @@ def main() -> int:
     try:
         client = docker.from_env(timeout=120)
         if args.command == "push":
+            credentials = OrchestrationSettings().registry_block
+            if registry_login(client, credentials):
+                progress(f"logged in with block {credentials}")
             for reference in push_images(client, args.registry, progress):
                 progress(f"pushed {reference}")
             return 0
         images = build_images(client, progress)
-    except (ImageBuildError, docker.errors.DockerException) as error:
+    except (ImageBuildError, TargetError, docker.errors.DockerException) as error:
         print(f"image {args.command} failed: {error}", file=sys.stderr)
         return 1
     for reference in (images.base, images.db_node, images.edge):

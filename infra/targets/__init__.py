@@ -1,21 +1,43 @@
-"""Targets, one module per backend, chosen by the run's target name. Backends import their SDKs lazily."""
+"""Targets, one package per backend, routed by the run's target name; a package loads only when its target is used.
+
+The flows ask `target_module(name)` what differs by target (bounds, runner directory, images, whether files come
+back through shared storage) and `open_target(name, settings)` for the backend, so they never branch on a name.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
 
-from infra.targets.base import Target, TargetError
+from infra.settings import OrchestrationSettings
+from infra.targets.base import TargetBackend, TargetError, TargetModule
 from stroppy_domain.model import Target as TargetName
 
+PACKAGES: dict[TargetName, str] = {
+    TargetName.DOCKER: "infra.targets.docker",
+    TargetName.YANDEX_CLOUD: "infra.targets.yandex",
+}
+"""The package of each target; every package implements `TargetModule` (tests/unit/test_target_compliance.py)."""
 
-def open_target(name: TargetName, settings: Any) -> Target:
-    """The backend for `name`, configured by its settings model; the caller closes it."""
-    if name is TargetName.DOCKER:
-        from infra.targets.docker import DockerTarget  # noqa: PLC0415 - backends load only when chosen
 
-        return DockerTarget(settings)
-    if name is TargetName.YANDEX_CLOUD:
-        from infra.targets.yandex import YandexTarget  # noqa: PLC0415
+def target_module(name: TargetName) -> TargetModule:
+    """The package of target `name`. Raises TargetError for a target this installation has no backend for."""
+    try:
+        package = PACKAGES[TargetName(name)]
+    except (ValueError, KeyError):
+        raise TargetError(f"target {name!r} has no backend in this installation") from None
+    return cast(TargetModule, importlib.import_module(package))
 
-        return YandexTarget(settings)
-    raise TargetError(f"target {name!r} has no backend in this installation yet")
+
+@contextmanager
+def open_target(name: TargetName, settings: OrchestrationSettings) -> Iterator[TargetBackend]:
+    """The backend of target `name`, configured from its settings and blocks, released on exit."""
+    with target_module(name).open_backend(settings) as backend:
+        yield backend
+
+
+def available_targets(settings: OrchestrationSettings) -> list[TargetName]:
+    """The targets this installation can reach (their blocks are saved)."""
+    return [name for name in PACKAGES if target_module(name).is_available(settings)]

@@ -1,14 +1,23 @@
-"""The target interface: where a run's machines and services live. One module per backend, routed by name."""
+"""The target interface: where a run's machines and services live. One package per target, routed by name
+(`infra.targets.open_target`); each implements `TargetBackend` for its machines and `TargetModule` for what the
+flows need to know of it without a branch on its name."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Protocol
+from pathlib import PurePosixPath
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stroppy_domain.bounds import TargetBounds
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.plan import RunPlan
+
+if TYPE_CHECKING:
+    from infra.settings import OrchestrationSettings
 
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,39}$"
 """Run ids become parts of resource names on every backend, so they are short, lowercase and dash-separated."""
@@ -21,7 +30,7 @@ LABEL_EXPIRES_AT = "stroppy.expires_at"
 MANAGER = "stroppy-flows"
 
 
-class TargetError(RuntimeError):
+class TargetError(StroppyError):
     """A backend operation failed; the message names the run, the resource and the reason."""
 
 
@@ -65,8 +74,18 @@ class DestroyReport(BaseModel):
         return not any(self.removed.values())
 
 
-class Target(Protocol):
-    """A backend that runs machines. Every method is idempotent: a retry adopts or skips what exists."""
+@runtime_checkable
+class TargetBackend(Protocol):
+    """A backend that runs machines. Every method is idempotent: a retry adopts or skips what exists. A backend
+    owns its clients: it is a context manager that releases them on exit."""
+
+    def __enter__(self) -> Self:
+        """The backend itself."""
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Release the backend's clients."""
 
     def create_machines(self, run: RunSpec) -> None:
         """Create the run's network and one machine per planned machine, each holding its planned IP."""
@@ -83,8 +102,30 @@ class Target(Protocol):
     def list_runs(self) -> list[RunInventory]:
         """Every run that still has resources here, for a reaper."""
 
-    def close(self) -> None:
-        """Release the backend's client."""
+
+@runtime_checkable
+class TargetModule(Protocol):
+    """What a target's package offers the flows, besides its backend: each answer comes from the target's own
+    settings (read from the environment and its blocks), so the flows never ask which target they are on."""
+
+    SHARES_RESULTS_DIR: bool
+    """True when the runner writes the load's files straight into the master's results directory; otherwise they
+    come back through the results bucket."""
+
+    def is_available(self, settings: OrchestrationSettings) -> bool:
+        """Whether this installation can reach the target (its blocks are saved)."""
+
+    def bounds(self, settings: OrchestrationSettings) -> TargetBounds:
+        """How long each step that waits on the target may take."""
+
+    def machine_images(self, settings: OrchestrationSettings) -> list[str]:
+        """The images the target boots its machines from, for run reports."""
+
+    def runner_directory(self, run_id: str) -> PurePosixPath:
+        """Where the runner machine keeps the run's stroppy and load files."""
+
+    def open_backend(self, settings: OrchestrationSettings) -> TargetBackend:
+        """The configured backend; the caller uses it as a context manager."""
 
 
 def machine_queue_name(run_id: str, machine: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from infra.processes import run_bounded
+from stroppy_domain.errors import StroppyError
 
 VARIABLES_FILE = "terraform.tfvars.json"
 STATE_FILE = "terraform.tfstate"
@@ -37,7 +38,7 @@ class TerraformSettings(BaseModel):
     plugin_cache_dir: Path | None = Field(default=None, description="TF_PLUGIN_CACHE_DIR, shared by runs.")
 
 
-class TerraformError(RuntimeError):
+class TerraformError(StroppyError):
     """A terraform command failed or ran past its bound; the message names the run and has the output's tail."""
 
 

@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from blocks.grafana import GrafanaConnection
-from flows.settings import OrchestrationSettings
+from infra.settings import OrchestrationSettings
 from tests.standin.grafana_standin import GrafanaStandIn
 
 SCHEDULED_DEPLOYMENTS = ("stroppy-test-suite/nightly", "stroppy-reaper/scheduled")

@@ -35,11 +35,11 @@ async def _children(tag: str) -> list[str]:
 
 def test_a_child_flow_run_past_its_bound_is_cancelled() -> None:
     queue = f"dispatch-{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_queues([queue]))
+    create_queues([queue])
     try:
         asyncio.run(_poll_once(queue))
         with pytest.raises(TimeoutError, match=f"install-stroppy/edge on {queue} did not finish within 3 s"):
             dispatch("install-stroppy/edge", {"request": REQUEST.model_dump(mode="json")}, queue, 3, tags=[queue])
         assert asyncio.run(_children(queue)) == ["CANCELLED"]
     finally:
-        asyncio.run(delete_queues([queue]))
+        delete_queues([queue])

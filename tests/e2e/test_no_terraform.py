@@ -32,11 +32,12 @@ sys.meta_path.insert(0, NotInstalled())
 if shutil.which("terraform") is not None:
     sys.exit(f"terraform is on PATH: {shutil.which('terraform')}")
 
-from flows.run import test_run
+from flows.run import run_test
+from stroppy_domain.model import Target
 from stroppy_domain.validation import validate_suite
 
 test = validate_suite(json.loads(sys.argv[1])).tests[0]
-state = test_run(test=test, return_state=True)
+state = run_test(test=test, target=Target.DOCKER, return_state=True)
 result = state.result(raise_on_failure=False)
 print("RESULT " + json.dumps({"state": state.type.value, "run_id": result.run_id, "verdict": result.verdict}))
 """

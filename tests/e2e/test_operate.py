@@ -16,7 +16,7 @@ from blocks.grafana import GrafanaConnection
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
 from flows.run import RunStep
-from flows.settings import OrchestrationSettings
+from infra.settings import OrchestrationSettings
 from tests.e2e.test_orchestration import INSTANCE, pgbench_test
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
@@ -82,6 +82,35 @@ def test_setup_saves_each_block_once_and_prints_no_secret(tmp_path: Path) -> Non
         assert bucket.credentials.aws_client_parameters.endpoint_url == f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+def test_setup_saves_the_docker_engine_and_registry_blocks_once_and_prints_no_secret(tmp_path: Path) -> None:
+    from prefect_docker.credentials import DockerRegistryCredentials  # noqa: PLC0415
+    from prefect_docker.host import DockerHost  # noqa: PLC0415
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "STROPPY_DOCKER_HOST_BLOCK": f"setup-docker-{suffix}", "STROPPY_REGISTRY_BLOCK": f"setup-registry-{suffix}",
+    }  # fmt: skip
+    config = {
+        "docker": {"base_url": "tcp://docker.example:2376", "tls": {"cert_dir": "/etc/stroppy/docker-tls"}},
+        "registry": {"registry_url": "registry.example:5000", "username": "stroppy"},
+    }
+    path = tmp_path / "setup.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = names | {"STROPPY_SETUP_REGISTRY__PASSWORD": f"registry-secret-{suffix}"}
+    first = cli("setup", "--config", str(path), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert saved_blocks(first.stdout) == dict.fromkeys(names.values(), "created")
+    again = cli("setup", "--config", str(path), env=env)
+    assert saved_blocks(again.stdout) == dict.fromkeys(names.values(), "unchanged")
+    assert "secret" not in first.stdout + first.stderr + again.stdout + again.stderr
+    host = DockerHost.load(names["STROPPY_DOCKER_HOST_BLOCK"])
+    assert host.base_url is None
+    assert host.client_kwargs["environment"]["DOCKER_HOST"] == "tcp://docker.example:2376"
+    credentials = DockerRegistryCredentials.load(names["STROPPY_REGISTRY_BLOCK"])
+    assert (credentials.registry_url, credentials.username) == ("registry.example:5000", "stroppy")
+    assert credentials.password.get_secret_value() == f"registry-secret-{suffix}"
 
 
 def test_run_follows_a_suite_step_by_step_to_its_results_table(tmp_path: Path) -> None:

@@ -25,15 +25,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from flows.connections import redis_connection
-from flows.run import RunResult, run_id_for
-from flows.settings import OrchestrationSettings
+from flows.reporting import RunResult
+from flows.run import run_id_for
 from flows.suite import SuiteResult
 from flows.teardown import metrics_store
+from infra.connections import redis_connection
 from infra.edge_queues import EDGE_POOL
 from infra.grafana import dashboards, panel_queries
 from infra.ledger import open_ledgers
 from infra.reservations import SubnetReservations
+from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_RUN_ID
 from stroppy_domain.model import Target
 from stroppy_domain.settings import PlannerSettings
@@ -96,11 +97,14 @@ def run_suite(
     tests: list[dict], inject: dict[str, str] | None = None, timeout_s: int = 1500
 ) -> tuple[FlowRun, SuiteResult]:
     suite = {"name": "e2e", "tests": tests}
+    # The testing aid is an environment job variable of the suite's run, never a parameter of the deployment's form.
+    job_variables = {"env": {"STROPPY_INJECT_FAILURE_AT": json.dumps(inject)}} if inject else None
     flow_run: FlowRun = run_deployment(
         "stroppy-test-suite/suite",
-        parameters={"suite": suite, "inject_failure_at": inject},
+        parameters={"suite": suite},
         timeout=timeout_s,
         poll_interval=2,
+        job_variables=job_variables,
     )
     assert flow_run.state is not None and flow_run.state.is_final(), flow_run.state
     result = flow_run.state.result(raise_on_failure=False)

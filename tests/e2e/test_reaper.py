@@ -12,12 +12,12 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Failed, Running
 
-from flows.connections import redis_connection
 from flows.reaper import ReapReport, reap
-from flows.settings import OrchestrationSettings
 from flows.teardown import LEDGER_FLOW_RUN, LEDGER_QUEUES, LEDGER_TARGET
+from infra.connections import redis_connection
 from infra.edge_queues import EDGE_POOL, create_queues, delete_queues
 from infra.ledger import RunLedger, open_ledgers
+from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_EXPIRES_AT, LABEL_MANAGED_BY, LABEL_RUN_ID, MANAGER
 from stroppy_domain.model import Target
 
@@ -58,7 +58,7 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
             ledger.record(LEDGER_FLOW_RUN, asyncio.run(_flow_run(state)))
             ledger.record(LEDGER_TARGET, {"name": "docker"})
             ledger.record(LEDGER_QUEUES, [f"{run_id}-runner"])
-            asyncio.run(create_queues([f"{run_id}-runner"]))
+            create_queues([f"{run_id}-runner"])
             _volume(engine, run_id, future)
         _volume(engine, expired, past)
 
@@ -78,7 +78,7 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
             RunLedger(redis_client, run_id).close()
             for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={run_id}"}):
                 volume.remove(force=True)
-        asyncio.run(delete_queues([f"{live}-runner", f"{ended}-runner"]))
+        delete_queues([f"{live}-runner", f"{ended}-runner"])
         engine.close()
         redis_client.close()
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main as cli
-from flows.settings import OrchestrationSettings
 from flows.teardown import metrics_store
+from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ARCHIVE_NAME
 from tests.conftest import REPO
 from tests.e2e.test_orchestration import NOTHING, PATRONI_BEHIND_PGBOUNCER, leftovers, run_suite

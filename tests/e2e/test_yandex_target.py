@@ -31,23 +31,21 @@ from pydantic import SecretStr
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
 from flows.edge import LOAD_FILES_PREFIX, LoadRequest, StartServicesRequest, run_load, start_services
-from flows.settings import OrchestrationSettings
-from flows.targets import TargetBounds, target_bounds, target_settings
-from infra.images import ImageSet, default_planner_settings, push_images
+from infra.images import ImageSet, planner_settings, push_images
 from infra.reservations import SubnetReservations
 from infra.result_storage import S3ResultStorage
+from infra.settings import OrchestrationSettings
+from infra.targets import docker as docker_target
 from infra.targets import open_target
+from infra.targets import yandex as yandex_target
 from infra.targets.base import RunSpec, TargetError, machine_queue_name
-from infra.targets.docker import DockerTarget, DockerTargetSettings, machine_container_name
-from infra.targets.yandex import (
-    START_SERVICES_DEPLOYMENT,
-    MachineBootstrap,
-    YandexTarget,
-    YandexTargetSettings,
-    run_block_name,
-)
+from infra.targets.docker import DockerTarget, DockerTargetSettings
+from infra.targets.docker.backend import machine_container_name
+from infra.targets.yandex import MachineBootstrap, YandexSettings, YandexTarget, YandexTargetSettings
+from infra.targets.yandex.backend import START_SERVICES_DEPLOYMENT, run_block_name
 from infra.terraform import TerraformSettings
 from infra.yandex_cloud import YandexApiSettings
+from stroppy_domain.bounds import TargetBounds
 from stroppy_domain.cloud import EdgeRelease, YandexPlacement, expires_label
 from stroppy_domain.load import LoadStep
 from stroppy_domain.model import Target
@@ -139,7 +137,7 @@ def registry_images() -> Iterator[list[str]]:
 
 def cluster_run(run_id: str, subnet: str) -> RunSpec:
     test = validate_suite(fresh_suite()).tests[1]
-    plan = plan_run(test, Target.YANDEX_CLOUD, subnet, default_planner_settings(), generate_password)
+    plan = plan_run(test, Target.YANDEX_CLOUD, subnet, planner_settings(), generate_password)
     return RunSpec(run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(hours=2))
 
 
@@ -342,7 +340,7 @@ def test_a_wrong_key_is_refused_without_showing_it(cloud: tuple[YandexCloudStand
         target.list_runs()
 
 
-def test_the_target_is_chosen_by_name_with_settings_from_its_block() -> None:
+def test_the_target_is_chosen_by_name_with_settings_from_its_block(monkeypatch: pytest.MonkeyPatch) -> None:
     block_name = f"yc-{uuid.uuid4().hex[:8]}"
     key_json, _ = authorized_key()
     YandexCloud(
@@ -352,9 +350,10 @@ def test_the_target_is_chosen_by_name_with_settings_from_its_block() -> None:
     bucket_name = f"yc-results-{uuid.uuid4().hex[:8]}"
     S3Bucket(bucket_name="results", credentials=AwsCredentials(region_name="us-east-1")).save(bucket_name)
     try:
-        unconfigured = OrchestrationSettings(yandex_cloud_block=block_name, archive_s3_block="no-such-bucket-block")
+        unconfigured = OrchestrationSettings(archive_s3_block="no-such-bucket-block")
+        cloud = YandexSettings(yandex_cloud_block=block_name)
         # Listing and destroying need only the block; creating machines names everything still missing.
-        partial = target_settings(Target.YANDEX_CLOUD, unconfigured)
+        partial = yandex_target.target_settings(unconfigured, cloud)
         assert isinstance(partial, YandexTargetSettings) and partial.bootstrap is None
         assert partial.bootstrap_missing[:5] == [
             "STROPPY_CLOUD_API_URL", "STROPPY_CLOUD_PACKAGE_URL", "STROPPY_CLOUD_PACKAGE_SHA256",
@@ -366,36 +365,35 @@ def test_the_target_is_chosen_by_name_with_settings_from_its_block() -> None:
             with pytest.raises(TargetError, match="cannot create machines until these are set: STROPPY_CLOUD_API_URL"):
                 cannot_create.create_machines(plan)
         with pytest.raises(TargetError, match="needs a saved YandexCloud block"):
-            target_settings(Target.YANDEX_CLOUD, OrchestrationSettings(yandex_cloud_block="no-such-block"))
+            yandex_target.target_settings(unconfigured, YandexSettings(yandex_cloud_block="no-such-block"))
 
-        configured = unconfigured.model_copy(
+        configured_cloud = cloud.model_copy(
             update={
                 "cloud_api_url": "http://10.0.0.5:4200/api",
                 "cloud_package_url": "https://releases.example/stroppy_flows.whl",
                 "cloud_package_sha256": "1" * 64,
                 "cloud_requirements_url": "https://releases.example/requirements.txt",
                 "cloud_requirements_sha256": "2" * 64,
-                "archive_s3_block": bucket_name,
             }
         )
-        settings = target_settings(Target.YANDEX_CLOUD, configured)
+        configured = unconfigured.model_copy(update={"archive_s3_block": bucket_name})
+        settings = yandex_target.target_settings(configured, configured_cloud)
         assert isinstance(settings, YandexTargetSettings)
         assert settings.placement.folder_id == FOLDER and settings.placement.image_id == "fd8image"
-        assert settings.terraform.state_root == configured.terraform_state_dir
+        assert settings.terraform.state_root == configured_cloud.terraform_state_dir
         assert settings.terraform.log_level == "WARN"
         assert settings.bootstrap is not None and settings.bootstrap_missing == []
         assert settings.bootstrap.result_storage_block == f"s3-bucket/{bucket_name}"
         assert settings.bootstrap.lockbox_secret_id == "e6qsecret"
-        assert target_bounds(Target.YANDEX_CLOUD, configured) == TargetBounds(
+        assert yandex_target.bounds(configured, configured_cloud) == TargetBounds(
             create_machines_s=300 + 1800 + 60, agents_ready_s=900, start_services_s=900 * 5 + 60
         )
-        assert target_bounds(Target.DOCKER, configured).agents_ready_s == configured.agents_ready_timeout_s
-        backend = open_target(Target.YANDEX_CLOUD, settings)
-        try:
+        assert docker_target.bounds(configured).agents_ready_s == docker_target.DockerSettings().agents_ready_timeout_s
+        # By name, the target reads its own settings from the environment.
+        monkeypatch.setenv("STROPPY_YANDEX_CLOUD_BLOCK", block_name)
+        with open_target(Target.YANDEX_CLOUD, configured) as backend:
             assert isinstance(backend, YandexTarget)
-            assert backend.state_location("run-x") == str(configured.terraform_state_dir / "run-x")
-        finally:
-            backend.close()
+            assert backend.state_location("run-x") == str(configured_cloud.terraform_state_dir / "run-x")
     finally:
         YandexCloud.delete(block_name, _sync=True)  # type: ignore[call-arg]
         S3Bucket.delete(bucket_name, _sync=True)  # type: ignore[call-arg]

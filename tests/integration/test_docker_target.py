@@ -19,7 +19,8 @@ from infra.containers import service_container_name
 from infra.images import ImageSet
 from infra.reservations import SubnetReservations
 from infra.targets.base import LABEL_RUN_ID, RunSpec, TargetError
-from infra.targets.docker import DockerTarget, DockerTargetSettings, machine_container_name
+from infra.targets.docker import DockerTarget, DockerTargetSettings
+from infra.targets.docker.backend import machine_container_name
 from stroppy_domain.model import BenchmarkTest, Target
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import RunPlan, ServiceKind

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from blocks.grafana import GrafanaConnection
 from infra.grafana import DATASOURCE_UID, FOLDER_UID, RUN_OVERVIEW, Grafana, GrafanaError, dashboards, panel_queries
 from stroppy_domain.reports import Phase
 from tests.standin.grafana_standin import GrafanaStandIn
@@ -22,7 +23,8 @@ def standin() -> Iterator[GrafanaStandIn]:
 
 
 def grafana(standin: GrafanaStandIn, datasource_url: str = "http://127.0.0.1:8428", token: str = TOKEN) -> Grafana:
-    return Grafana(standin.url, token, folder="Stroppy", datasource_url=datasource_url, timeout_s=5)
+    connection = GrafanaConnection(url=standin.url, token=token, datasource_url=datasource_url, timeout_s=5)
+    return Grafana(connection.get_client(), connection.folder, connection.datasource_url)
 
 
 def test_the_repository_dashboards_are_scoped_to_a_run_and_use_the_provisioned_datasource() -> None:
@@ -99,6 +101,6 @@ def test_errors_say_which_call_failed_and_why(standin: GrafanaStandIn) -> None:
     with pytest.raises(GrafanaError, match=r"read folder stroppy failed \(401\): Unauthorized"):
         grafana(standin, token="wrong").provision()
     assert standin.state.writes == []
-    unreachable = Grafana("http://127.0.0.1:9", TOKEN, "Stroppy", "http://127.0.0.1:8428", timeout_s=1)
+    unreachable = GrafanaConnection(url="http://127.0.0.1:9", token=TOKEN, timeout_s=1)
     with pytest.raises(GrafanaError, match=r"read folder stroppy failed"):
-        unreachable.provision()
+        Grafana(unreachable.get_client(), "Stroppy", "http://127.0.0.1:8428").provision()

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from flows.settings import OrchestrationSettings
 from infra.metrics_store import MetricsStoreError, VictoriaMetrics
+from infra.settings import OrchestrationSettings
 from stroppy_domain.timeseries import LOAD_LATENCY, LOAD_THROUGHPUT, ScrapeTarget, Series
 
 pytestmark = pytest.mark.redis

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect_docker.credentials import DockerRegistryCredentials
+from prefect_docker.host import DockerHost
 
+from flows.setup import SetupConfig, wanted_blocks
+from infra.settings import OrchestrationSettings
+from infra.targets.docker import DockerSettings
 from tests.conftest import EXAMPLES, fresh_suite
 
 EXECUTABLE = shutil.which("stroppy-flows")
@@ -204,6 +209,87 @@ def test_setup_without_a_prefect_api_says_so_and_exits_1() -> None:
     finished = run_cli_with(NOTHING_LISTENS, "setup")
     assert finished.returncode == 1, finished.stdout + finished.stderr
     assert "the Prefect API did not answer" in finished.stderr and "Traceback" not in finished.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"docker": {"base-url": "tcp://d:2376"}}, "docker.base-url: unknown field; did you mean 'base_url'?"),
+        ({"docker": {"tls": {"cert_dir": "/certs"}}}, "docker: tls is for an engine reached over TCP"),
+        ({"docker": {"base_url": "tcp://d:2376", "tls": {}}}, "docker.tls.cert_dir: required field is missing"),
+        ({"registry": {"registry_url": "r.example:5000", "username": "u"}}, "registry.password: required field"),
+    ],
+)
+def test_setup_refuses_a_bad_docker_or_registry_section_naming_the_field(
+    tmp_path: Path, config: dict, message: str
+) -> None:
+    path = tmp_path / "setup.yaml"
+    path.write_text(yaml.safe_dump(config))
+    finished = run_cli_with(NOTHING_LISTENS, "setup", "--config", str(path))
+    assert finished.returncode == 2, finished.stdout + finished.stderr
+    assert message in finished.stderr and "Traceback" not in finished.stderr
+
+
+SETUP_NAMES = OrchestrationSettings(registry_block="registry-under-test")
+DOCKER_NAMES = DockerSettings(docker_host_block="docker-under-test")
+
+
+def test_setup_saves_the_engine_and_the_registry_under_the_names_runs_load_them_by() -> None:
+    config = SetupConfig(
+        docker={},
+        registry={"registry_url": "registry.example:5000", "username": "stroppy", "password": "hunter2"},
+    )
+    blocks = {name: block for block, name in wanted_blocks(config, SETUP_NAMES, DOCKER_NAMES)}
+    assert sorted(blocks) == ["docker-under-test", "registry-under-test"]
+    host = blocks["docker-under-test"]
+    assert isinstance(host, DockerHost)
+    assert host.model_dump() == DockerHost().model_dump(), "an empty section is the environment's (local) engine"
+    credentials = blocks["registry-under-test"]
+    assert isinstance(credentials, DockerRegistryCredentials)
+    assert (credentials.registry_url, credentials.username) == ("registry.example:5000", "stroppy")
+    assert credentials.reauth is True
+    assert credentials.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(config) + repr(credentials)
+
+
+def test_setup_defaults_to_the_names_of_the_settings() -> None:
+    assert DockerSettings.model_fields["docker_host_block"].default == "stroppy-docker"
+    assert OrchestrationSettings.model_fields["registry_block"].default == "stroppy-registry"
+
+
+def test_setup_takes_the_registry_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STROPPY_SETUP_REGISTRY__PASSWORD", "from-the-environment")
+    config = SetupConfig(registry={"registry_url": "registry.example:5000", "username": "stroppy"})
+    ((credentials, _),) = wanted_blocks(config, SETUP_NAMES, DOCKER_NAMES)
+    assert isinstance(credentials, DockerRegistryCredentials)
+    assert credentials.password.get_secret_value() == "from-the-environment"
+
+
+def test_setup_saves_a_remote_engine_with_mutual_tls_that_its_client_uses(tmp_path: Path) -> None:
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    section = {"base_url": "tcp://docker.example:2376", "tls": {"cert_dir": str(tmp_path)}, "version": "1.45",
+               "timeout": 30}  # fmt: skip
+    ((host, name),) = wanted_blocks(SetupConfig(docker=section), SETUP_NAMES, DOCKER_NAMES)
+    assert isinstance(host, DockerHost) and name == "docker-under-test"
+    assert json.loads(host.model_dump_json())["client_kwargs"] == {
+        "environment": {"DOCKER_HOST": "tcp://docker.example:2376", "DOCKER_CERT_PATH": str(tmp_path),
+                        "DOCKER_TLS_VERIFY": "1"},
+    }  # fmt: skip
+    with host.get_client() as client:  # a pinned API version: nothing is asked of the engine
+        assert client.api.base_url == "https://docker.example:2376"
+        assert client.api.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+        assert client.api.verify == str(tmp_path / "ca.pem")
+        assert client.api.timeout == 30
+
+
+def test_setup_saves_a_plain_remote_engine_as_its_url() -> None:
+    section = {"base_url": "tcp://docker.example:2375", "version": "1.45"}
+    ((host, _),) = wanted_blocks(SetupConfig(docker=section), SETUP_NAMES, DOCKER_NAMES)
+    assert isinstance(host, DockerHost)
+    assert (host.base_url, host.client_kwargs) == ("tcp://docker.example:2375", {})
+    with host.get_client() as client:
+        assert client.api.base_url == "http://docker.example:2375"
 
 
 def test_run_without_a_prefect_api_says_so_and_exits_1() -> None:

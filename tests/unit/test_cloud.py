@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
-from infra.targets.yandex import SERVICE_ACCOUNT_DESCRIPTION
+from infra.targets.yandex.backend import SERVICE_ACCOUNT_DESCRIPTION
 from stroppy_domain.cloud import (
     AGENT_STATE_DIR,
     CREDENTIALS_ENV,

@@ -18,9 +18,9 @@ def deployments() -> dict[str, dict[str, Any]]:
 def test_every_flow_has_its_deployment_on_its_pool() -> None:
     pools = {key: deployment["work_pool"]["name"] for key, deployment in deployments().items()}
     assert pools == {
-        "flows.suite:test_suite/suite": "stroppy-master",
-        "flows.suite:test_suite/nightly": "stroppy-master",
-        "flows.run:test_run/run": "stroppy-master",
+        "flows.suite:run_suite/suite": "stroppy-master",
+        "flows.suite:run_suite/nightly": "stroppy-master",
+        "flows.run:run_test/run": "stroppy-master",
         "flows.reaper:reap/scheduled": "stroppy-master",
         "flows.edge:run_load/edge": "stroppy-edge",
         "flows.edge:install_stroppy/edge": "stroppy-edge",
@@ -29,7 +29,7 @@ def test_every_flow_has_its_deployment_on_its_pool() -> None:
 
 
 def test_the_nightly_suite_is_the_pgbench_example_and_valid() -> None:
-    nightly = deployments()["flows.suite:test_suite/nightly"]
+    nightly = deployments()["flows.suite:run_suite/nightly"]
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
     example = yaml.safe_load((EXAMPLES / "pgbench.yaml").read_text())
     assert nightly["parameters"]["suite"] == example

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from infra.containers import service_archive
 from infra.targets.base import TargetError
-from infra.targets.docker import _inventory
+from infra.targets.docker.backend import _inventory
 from stroppy_domain.plan import ConfigFile, Container, HealthCheck, SecretFile, ServiceKind, StartStage
 
 

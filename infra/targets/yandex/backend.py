@@ -14,7 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -40,13 +41,14 @@ from stroppy_domain.cloud import (
 )
 from stroppy_domain.plan import StartStage, revealed_json
 
-MODULE_DIR = Path(__file__).resolve().parent.parent / "terraform" / "yandex"
+MODULE_DIR = Path(__file__).resolve().parents[2] / "terraform" / "yandex"
 START_SERVICES_DEPLOYMENT = "start-services/edge"
 LABEL_RUN_ID = "stroppy_run_id"
 LABEL_EXPIRES_AT = "stroppy_expires_at"
 LABEL_MACHINE = "stroppy_machine"
 LABEL_MANAGED_BY = "managed_by"
 MANAGER = "stroppy-flows"
+SERVICES_TIMEOUT_S = 900
 
 Progress = Callable[[str], None]
 Dispatch = Callable[..., Any]
@@ -85,7 +87,12 @@ class YandexTargetSettings(BaseModel):
     image_registry: str | None = Field(
         default=None, description="Registry the machines pull service images from (prefix of the image names)."
     )
-    services_timeout_s: float = Field(default=900, gt=0, description="Bound of one machine's start stage.")
+    registry_block: str | None = Field(
+        default=None, description="`DockerRegistryCredentials` block the machines log in to the registry with."
+    )
+    services_timeout_s: float = Field(
+        default=SERVICES_TIMEOUT_S, gt=0, description="Bound of one machine's start stage."
+    )
     engine_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to a machine's engine.")
 
 
@@ -141,10 +148,12 @@ class YandexTarget:
         )
         self._api = YandexCloudApi(settings.service_account_key, settings.placement.folder_id, settings.api)
 
-    def __enter__(self) -> YandexTarget:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -243,7 +252,7 @@ class YandexTarget:
     def _start_stage(self, run: RunSpec, machine: str, stage: StartStage | None, block: str) -> str | None:
         request = StartServicesRequest(
             run_id=run.run_id, machine=machine, stage=stage, run_block=block,
-            api_timeout_s=self._settings.engine_timeout_s,
+            api_timeout_s=self._settings.engine_timeout_s, registry_block=self._settings.registry_block,
         )  # fmt: skip
         queue = machine_queue_name(run.run_id, machine)
         try:

@@ -7,14 +7,19 @@ start with none and add them one at a time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from prefect.blocks.core import Block
+from prefect.exceptions import ObjectNotFound
 
 from blocks.redis import RedisConnection
-from flows.settings import OrchestrationSettings
+from infra.prefect_sync import load_block_sync
+from infra.settings import OrchestrationSettings
 
 if TYPE_CHECKING:
+    import redis
     from prefect_aws import S3Bucket
 
 B = TypeVar("B", bound=Block)
@@ -22,14 +27,17 @@ logger = logging.getLogger("stroppy.connections")
 
 
 def saved_block(block_type: type[B], name: str | None) -> B | None:
-    """The block saved under `name`, or None when there is none (other failures are raised)."""
+    """The block saved under `name`, or None when there is none.
+
+    Raises whatever else loading it raises (the API unreachable, a document that no longer fits its type)."""
     if not name:
         return None
     try:
         # Forced sync: from a thread of an async flow (the suite's teardown), Prefect would hand back a coroutine.
-        return block_type.load(name, _sync=True)
+        return load_block_sync(block_type, name)
     except ValueError as error:
-        if "Unable to find block document named" not in str(error):
+        # Prefect reports a missing document as a ValueError raised from the client's ObjectNotFound.
+        if not isinstance(error.__cause__, ObjectNotFound):
             raise
         logger.debug("no %s block named %s: not configured", block_type.__name__, name)
         return None
@@ -37,6 +45,16 @@ def saved_block(block_type: type[B], name: str | None) -> B | None:
 
 def redis_connection(settings: OrchestrationSettings) -> RedisConnection:
     return saved_block(RedisConnection, settings.redis_block) or RedisConnection(url=settings.redis_url)
+
+
+@contextmanager
+def redis_client(settings: OrchestrationSettings) -> Iterator[redis.Redis]:
+    """A Redis client for the duration of the block, closed after it."""
+    client = redis_connection(settings).client()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def results_bucket(settings: OrchestrationSettings) -> S3Bucket | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,10 +83,12 @@ class DockerTarget:
         self._engine = ServiceEngine(self._client, settings.parallel_health_checks, progress)
         self._call = self._engine.call
 
-    def __enter__(self) -> DockerTarget:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -128,7 +131,8 @@ class DockerTarget:
         name = machine_container_name(run.run_id, machine.name)
         existing = self._engine.existing_container(name, run)
         if existing is not None:
-            return existing["Id"]
+            existing_id: str = existing["Id"]
+            return existing_id
         host_config = self._api.create_host_config(network_mode=network, init=True, binds=self._settings.machine_binds)
         networking = self._api.create_networking_config(
             {network: self._api.create_endpoint_config(ipv4_address=machine.ip)}
@@ -158,7 +162,8 @@ class DockerTarget:
             archive = file_archive(secret_files=machine.secret_files, uid=0)
             self._call(lambda: self._api.put_archive(created["Id"], "/", archive), f"write files into {name}")
         self._call(lambda: self._api.start(created["Id"]), f"start machine {name}")
-        return created["Id"]
+        created_id: str = created["Id"]
+        return created_id
 
     # services -----------------------------------------------------------------------------------------------
 
@@ -196,7 +201,8 @@ class DockerTarget:
         self._progress(f"run {run_id}: destroyed {removed}")
         return report
 
-    def _remove(self, operation: Callable[[], object], what: str) -> int:
+    def _remove(self, operation: Callable[..., object], what: str) -> int:
+        # Called with no arguments; `...` lets callers bind their loop variable as a lambda default.
         try:
             self._call(operation, f"remove {what}")
         except TargetError as error:

@@ -1,0 +1,138 @@
+"""A run's result: the verdict judged from what the load measured, then its report (load series into the metrics
+store, Grafana annotations and links, the raw files archived, the markdown artifact)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from blocks.grafana import GrafanaConnection
+from flows.edge import LoadOutcome
+from flows.teardown import metrics_store
+from infra.connections import results_bucket, saved_block
+from infra.grafana import RUN_OVERVIEW, Grafana
+from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
+from infra.retries import retry_transient
+from infra.settings import OrchestrationSettings
+from infra.targets.base import RunSpec
+from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
+from stroppy_domain.load import SUMMARY_FILE
+from stroppy_domain.model import BenchmarkTest, Target
+from stroppy_domain.plan import RunPlan
+from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
+from stroppy_domain.results import LoadMetrics, SummaryError, measure
+from stroppy_domain.timeseries import K6_METRICS_FILE, PGBENCH_LOG_PREFIX, Series, k6_csv_series, pgbench_log_series
+
+
+class RunResult(BaseModel):
+    run_id: str
+    test_name: str
+    target: Target
+    subnet: str
+    machines: dict[str, str] = Field(description="Machine name -> IP.")
+    connection: str = Field(description="Where the load connected (no password).")
+    load: LoadOutcome
+    output_dir: str
+    started_at: datetime
+    phases: list[Phase] = Field(description="Each step's wall-clock window, up to the results.")
+    step_seconds: dict[str, float]
+    verdict: Verdict
+    reason: str = Field(default="", description="Why the verdict is not PASSED.")
+    checks: list[ThresholdCheck] = Field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = Field(default_factory=dict, description="Metric -> aggregate -> value.")
+    versions: dict[str, str] = Field(default_factory=dict, description="Load tool and database software.")
+    images: list[str] = Field(default_factory=list, description="Container images of the run's services.")
+    grafana_url: str | None = Field(default=None, description="The run overview dashboard; absent without Grafana.")
+    dashboards: dict[str, str] = Field(default_factory=dict, description="Every dashboard of the run, by title.")
+    archive: str | None = Field(default=None, description="Where the run's raw files are kept.")
+    report_error: str = Field(default="", description="Why the report could not be completed, if it could not.")
+
+
+def judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: Path) -> RunResult:
+    """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict."""
+    summary = output_dir / SUMMARY_FILE
+    report = "\n".join(outcome.steps[-1].output_tail) if outcome.steps else ""
+    checks: list[ThresholdCheck] = []
+    try:
+        metrics = measure(str(test.stroppy.driver), summary.read_text() if summary.is_file() else None, report)
+    except SummaryError as error:
+        verdict, reason, metrics = Verdict.ERROR, f"the load's results cannot be read: {error}", LoadMetrics()
+    else:
+        verdict, checks = evaluate(test.thresholds, metrics)
+        failed = [f"{c.metric} {c.expression} (observed {c.observed})" for c in checks if not c.passed]
+        reason = ("thresholds not met: " + "; ".join(failed)) if failed else ""
+    plan = run.plan
+    return RunResult(
+        run_id=run.run_id, test_name=test.name, target=plan.target, subnet=plan.subnet,
+        machines={machine.name: machine.ip for machine in plan.machines}, connection=plan.connection.dsn(),
+        load=outcome, output_dir=str(output_dir), started_at=datetime.now(UTC), phases=[], step_seconds={},
+        verdict=verdict, reason=reason, checks=checks,
+        metrics={name: metric.values for name, metric in metrics.metrics.items()},
+        versions=run_versions(test), images=sorted({c.image for m in plan.machines for c in m.containers}),
+    )  # fmt: skip
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
+def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings) -> RunResult:
+    """Load series into the metrics store, Grafana, raw files, the markdown artifact. Every part is idempotent."""
+    output_dir = Path(result.output_dir)
+    metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
+    ended_at = datetime.now(UTC)
+    connection = saved_block(GrafanaConnection, settings.grafana_block)
+    if connection is not None:
+        grafana = Grafana(connection.get_client(), connection.folder, connection.datasource_url)
+        grafana.provision()
+        grafana.annotate(result.run_id, result.test_name, result.phases)
+        dashboards = grafana.links(result.run_id, result.started_at, ended_at)
+        result = result.model_copy(update={"dashboards": dashboards, "grafana_url": dashboards[RUN_OVERVIEW]})
+    run_dir = settings.results_dir / result.run_id
+    _write_run_files(run_dir, run.plan, result)
+    result = result.model_copy(update={"archive": result_storage(settings).store(result.run_id, run_dir)})
+    facts = RunFacts(
+        **result.model_dump(include=set(RunFacts.model_fields) - {"ended_at", "target"}),
+        target=str(result.target), ended_at=ended_at,
+    )  # fmt: skip
+    create_markdown_artifact(
+        key=f"run-{slug(result.test_name)}",
+        markdown=run_markdown(facts),
+        description=f"{result.run_id}: {result.verdict}",
+    )
+    return result
+
+
+def _load_series(output_dir: Path) -> list[Series]:
+    """The load's per-second series from whichever files its driver wrote (pgbench logs or k6 CSV output)."""
+    series: list[Series] = []
+    for path in sorted(output_dir.glob(f"{PGBENCH_LOG_PREFIX}.*")):
+        with path.open() as lines:
+            series += pgbench_log_series(lines)
+    k6_file = output_dir / K6_METRICS_FILE
+    if k6_file.is_file():
+        with k6_file.open(newline="") as lines:
+            series += k6_csv_series(lines)
+    return series
+
+
+def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
+    """Beside the load's files: the plan (passwords masked), every rendered config, each step's output, the result."""
+    (run_dir / "configs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "plan.json").write_text(plan.model_dump_json(indent=1))
+    for machine in plan.machines:
+        for container in machine.containers:
+            for file in container.files:
+                target = run_dir / "configs" / machine.name / str(container.kind) / file.path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(file.content)
+    for load_step in result.load.steps:
+        (run_dir / f"{load_step.name}.log").write_text("\n".join(load_step.output_tail) + "\n")
+    (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
+
+
+def result_storage(settings: OrchestrationSettings) -> ResultStorage:
+    bucket = results_bucket(settings)
+    return S3ResultStorage(bucket) if bucket is not None else LocalResultStorage(settings.archive_dir)

@@ -1,0 +1,135 @@
+"""The Docker target: machines are containers on one Docker engine, reached through a prefect-docker `DockerHost`
+block (the local socket by default; a remote engine over TCP with TLS the same way). The backend is in `backend.py`;
+this module is what the flows need to know of the target (`infra.targets.base.TargetModule`).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.connections import saved_block
+from infra.images import ImageSet
+from infra.settings import OrchestrationSettings
+from infra.targets.docker.backend import DockerTarget, DockerTargetSettings
+from stroppy_domain.bounds import TargetBounds
+
+if TYPE_CHECKING:
+    import docker
+    from prefect_docker.host import DockerHost
+
+SHARES_RESULTS_DIR = True
+"""The master's results directory is mounted into every machine at the same path."""
+RUNNER_ROOT = PurePosixPath("/opt/stroppy-runs")
+
+
+class DockerSettings(BaseSettings):
+    """The Docker target's settings (`STROPPY_*`): its engine, how machines reach the Prefect API, its bounds."""
+
+    model_config = SettingsConfigDict(env_prefix="STROPPY_", frozen=True)
+
+    docker_host_block: str | None = Field(
+        default="stroppy-docker",
+        description="prefect-docker `DockerHost` block of the engine runs use; while none is saved, the engine the "
+        "environment names (`DOCKER_HOST`, else the local socket).",
+    )
+    edge_api_url: str = Field(
+        default="http://{gateway}:4200/api",
+        description="How a machine reaches the Prefect API; {gateway} is its network's gateway (the Docker host).",
+    )
+    edge_flows_dir: str = Field(
+        default="/opt/stroppy-flows/lib/python3.13/site-packages",
+        description="Where the edge image has this project's sources, for the deployments' pull step.",
+    )
+    agents_ready_timeout_s: float = Field(default=180, gt=0, description="Bound of the wait for edge agents.")
+    create_machines_timeout_s: float = Field(default=600, gt=0, description="Bound of creating a run's machines.")
+    start_services_timeout_s: float = Field(
+        default=900, gt=0, description="Bound of starting a run's services until they are healthy."
+    )
+    engine_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the engine.")
+
+
+def is_available(settings: OrchestrationSettings) -> bool:
+    """Always: a master has a Docker engine (the stack starts one)."""
+    del settings
+    return True
+
+
+def bounds(settings: OrchestrationSettings, docker_settings: DockerSettings | None = None) -> TargetBounds:
+    del settings
+    own = docker_settings or DockerSettings()
+    return TargetBounds(
+        create_machines_s=own.create_machines_timeout_s,
+        agents_ready_s=own.agents_ready_timeout_s,
+        start_services_s=own.start_services_timeout_s,
+    )
+
+
+def machine_images(settings: OrchestrationSettings) -> list[str]:
+    del settings
+    return [ImageSet.for_checkout().edge]
+
+
+def runner_directory(run_id: str) -> PurePosixPath:
+    return RUNNER_ROOT / run_id
+
+
+def target_settings(
+    settings: OrchestrationSettings, docker_settings: DockerSettings | None = None
+) -> DockerTargetSettings:
+    """How the master starts machines on Docker: each runs an edge agent for its own queue."""
+    own = docker_settings or DockerSettings()
+    results = str(settings.results_dir)
+    return DockerTargetSettings(
+        machine_image=ImageSet.for_checkout().edge,
+        machine_command=["stroppy-flows", "edge-agent", "--queue", "{queue}", "--name", "{queue}"],
+        machine_environment={
+            "PREFECT_API_URL": own.edge_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOCAL_STORAGE_PATH": f"{results}/prefect",
+            "STROPPY_FLOWS_DIR": own.edge_flows_dir,
+        },
+        machine_binds=[f"{results}:{results}"],
+        api_timeout_s=own.engine_timeout_s,
+    )
+
+
+def docker_host(docker_settings: DockerSettings | None = None) -> DockerHost:
+    """The saved `DockerHost` block, or one for the environment's engine; calls time out after the engine bound."""
+    from prefect_docker.host import DockerHost  # noqa: PLC0415 - the SDK loads only when the engine is used
+
+    own = docker_settings or DockerSettings()
+    host = saved_block(DockerHost, own.docker_host_block) or DockerHost()
+    if host.timeout is None:
+        host = host.model_copy(update={"timeout": int(own.engine_timeout_s)})
+    return host
+
+
+def docker_client(docker_settings: DockerSettings | None = None) -> docker.DockerClient:
+    """A client of the target's engine; the caller closes it (it is a context manager)."""
+    return docker_host(docker_settings).get_client()
+
+
+def open_backend(settings: OrchestrationSettings) -> DockerTarget:
+    own = DockerSettings()
+    return DockerTarget(target_settings(settings, own), client=docker_client(own))
+
+
+__all__ = [
+    "SHARES_RESULTS_DIR",
+    "DockerSettings",
+    "DockerTarget",
+    "DockerTargetSettings",
+    "bounds",
+    "docker_client",
+    "docker_host",
+    "is_available",
+    "machine_images",
+    "open_backend",
+    "runner_directory",
+    "target_settings",
+]
