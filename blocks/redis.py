@@ -43,7 +43,3 @@ class RedisConnection(Block):
             socket_timeout=self.timeout_s,
             socket_connect_timeout=self.timeout_s,
         )
-
-    def client(self) -> redis.Redis:
-        """The same as `get_client()`, the name the other blocks use; kept for the callers of this one."""
-        return self.get_client()

@@ -57,7 +57,10 @@ def _load_settings(path: str | None) -> PlannerSettings:
 
 
 def plan_suite(suite_path: str, settings: PlannerSettings) -> tuple[str, list[RunPlan]]:
-    """Plan every test of a suite, each on its own subnet chosen offline, as concurrent runs would get them."""
+    """Plan every test of a suite, each on its own subnet chosen offline, as concurrent runs would get them.
+
+    Raises CliError when the file cannot be read, InvalidSuiteError when the suite is invalid or a test cannot be
+    planned, and SubnetError when a test's address space has no subnet left for it."""
     suite = load_suite(_read(suite_path), suite_path, settings)
     taken: dict[str, list[str]] = {}
     plans = []

@@ -57,7 +57,10 @@ class LoadFailed(StroppyError):  # noqa: N818 - reads as the condition it report
 
 @flow(name="run-load", persist_result=True, log_prints=False)
 def run_load(request: LoadRequest) -> LoadOutcome:
-    """Run the load's steps in order; stop at the first that fails. Nothing here retries the measurement."""
+    """Run the load's steps in order; stop at the first that fails. Nothing here retries the measurement.
+
+    Raises LoadFailed when a step exits non-zero or runs past its bound, and ResultStorageError when the files
+    cannot be uploaded to the bucket."""
     log = get_run_logger()
     output_dir = Path(request.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,10 @@ class InstallRequest(BaseModel):
 
 @flow(name="install-stroppy", persist_result=True, retries=0)
 def install_stroppy(request: InstallRequest) -> str:
-    """Download, verify and unpack the pinned stroppy; returns the binary's path once it answers `version`."""
+    """Download, verify and unpack the pinned stroppy; returns the binary's path once it answers `version`.
+
+    Raises ReleaseError when the download fails, does not match the pinned checksum or cannot be unpacked, and
+    LoadFailed when the binary does not answer `version`."""
     log = get_run_logger()
     binary = install(request.release, request.url, Path(request.directory), request.timeout_s)
     check = run_bounded([str(binary), "version"], {}, binary.parent, VERSION_CHECK_TIMEOUT_S, log.info)
@@ -108,7 +114,10 @@ def install_stroppy(request: InstallRequest) -> str:
 @flow(name="start-services", persist_result=True, retries=0)
 def start_services(request: StartServicesRequest) -> int:
     """Start the machine's containers of one stage on its own Docker engine and wait until they are healthy, or
-    write the machine's own secret files; returns how many containers or files."""
+    write the machine's own secret files; returns how many containers or files.
+
+    Raises TargetError when the run's block holds no run this agent understands, another run, or no such machine;
+    when the registry refuses the credentials; and when the stage does not become healthy or the engine refuses."""
     log = get_run_logger()
     try:
         run = RunSpec.model_validate(load_block_sync(Secret, request.run_block).get())

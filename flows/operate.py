@@ -37,7 +37,9 @@ class ComponentStatus(BaseModel):
 
 
 def stack(action: str) -> int:
-    """`scripts/stack.sh start|stop` of the checkout, its output streamed through."""
+    """`scripts/stack.sh start|stop` of the checkout, its output streamed through.
+
+    Raises OperateError outside a checkout, or when the script does not finish within its bound."""
     if not STACK_SCRIPT.is_file():
         raise OperateError(f"{STACK_SCRIPT} not found: `up` and `down` work from a checkout of stroppy-flows")
     try:
@@ -151,7 +153,10 @@ def _child_progress(client: Any, parent: UUID, progress: _Progress) -> None:
 
 
 def submit_suite(suite: dict[str, Any], timeout_s: float, poll_s: float, write: Callable[[str], None] = print) -> int:
-    """Submit the suite, follow it, print its results; the exit code is 0 only when the suite completed."""
+    """Submit the suite, follow it, print its results; the exit code is 0 only when the suite completed.
+
+    Raises OperateError when the suite's deployment does not exist, the Prefect API refuses or does not answer the
+    submission, or the suite has not ended after `timeout_s` (it keeps running)."""
     from prefect.client.orchestration import get_client  # noqa: PLC0415
     from prefect.deployments import run_deployment  # noqa: PLC0415
     from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError  # noqa: PLC0415

@@ -55,6 +55,9 @@ class RunTimeline:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        """Log, show and time the step `name` around its body.
+
+        Raises InjectedFailure, before the body runs, when `name` is the step `fail_at` names."""
         started, phase_start = time.monotonic(), datetime.now(UTC)
         self._log.info("step %s", name)
         self.progress.reach(name)

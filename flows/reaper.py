@@ -84,7 +84,9 @@ def _evidence(
 def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapReport | State:
     """Tear down runs whose flow run has ended (or vanished for `grace_minutes`) or whose resources have expired.
 
-    A target that cannot be listed fails the reaper's run (with its report), after the others were reaped."""
+    A target that cannot be listed fails the reaper's run (with its report), after the others were reaped. A
+    teardown that fails raises its error (LedgerError, TargetError, ReservationError), leaving the runs after it
+    to the next reaper; LedgerError also comes, before anything is reaped, when an open ledger cannot be read."""
     log = get_run_logger()
     settings = OrchestrationSettings()
     unreachable: dict[str, str] = {}

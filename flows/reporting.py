@@ -79,7 +79,11 @@ def judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: P
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings) -> RunResult:
-    """Load series into the metrics store, Grafana, raw files, the markdown artifact. Every part is idempotent."""
+    """Load series into the metrics store, Grafana, raw files, the markdown artifact. Every part is idempotent.
+
+    Raises MetricsStoreError when the metrics store refuses the series or cannot be reached, LoadSeriesError when
+    the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, and
+    ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
     metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
     ended_at = datetime.now(UTC)

@@ -95,6 +95,9 @@ def bounded(step_task: Task[Any, R], limit: StepLimit) -> Task[Any, R]:
 def validate_and_open_ledger(
     test: BenchmarkTest, run_id: str, flow_run_id: str, settings: OrchestrationSettings
 ) -> None:
+    """Validate the test as a suite of one, then open the run's ledger with its flow run in it.
+
+    Raises InvalidSuiteError when the test cannot be run, and LedgerError when the ledger cannot be written."""
     validate_suite(
         {"name": "run", "tests": [test.model_dump(mode="json", by_alias=True)]}, settings=planner_settings(settings)
     )
@@ -106,6 +109,10 @@ def validate_and_open_ledger(
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def reserve_subnet(run_id: str, target: Target, machines: int, settings: OrchestrationSettings) -> str:
+    """Ledger first, then a lease on a subnet for `machines` machines in the target's address space.
+
+    Raises LedgerError when the ledger cannot be written, SubnetsExhausted when every subnet is leased,
+    ReservationStoreUnavailable when Redis does not answer, and ReservationError when the lease is refused."""
     space = planner_settings(settings).address_space(target)
     with redis_client(settings) as client:
         RunLedger(client, run_id).record(
@@ -119,6 +126,9 @@ def reserve_subnet(run_id: str, target: Target, machines: int, settings: Orchest
 def plan_topology(
     test: BenchmarkTest, target: Target, subnet: str, run_id: str, settings: OrchestrationSettings
 ) -> RunSpec:
+    """The run's spec on `subnet`, an existing database's password given to the runner.
+
+    Raises PlanningError naming a field that cannot be planned, and SubnetError when `subnet` is too small."""
     plan = plan_run(test, target, subnet, planner_settings(settings), generate_password)
     existing = test.database.existing
     if existing is not None and existing.password_block is not None:
@@ -130,7 +140,10 @@ def plan_topology(
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> list[str]:
-    """Ledger first, then one queue per machine, then the machines (whose agents poll those queues)."""
+    """Ledger first, then one queue per machine, then the machines (whose agents poll those queues).
+
+    Raises LedgerError when the ledger cannot be written, and TargetError when the target cannot be opened or does
+    not create the machines."""
     queues = [machine_queue_name(run.run_id, machine.name) for machine in run.plan.machines]
     with open_target(target, settings) as backend:
         with redis_client(settings) as client:
@@ -144,18 +157,22 @@ def create_machines(run: RunSpec, target: Target, settings: OrchestrationSetting
 
 @task(cache_policy=NO_CACHE)
 def wait_for_agents(queues: list[str], timeout_s: float) -> None:
+    """Wait for every machine's agent. Raises EdgeAgentsNotReady naming the queues not polled in `timeout_s`."""
     wait_until_ready(queues, timeout_s)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def start_services(run: RunSpec, target: Target, settings: OrchestrationSettings) -> None:
+    """Start the planned services. Raises TargetError when they do not become healthy or the target refuses."""
     with open_target(target, settings) as backend:
         backend.start_services(run)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
-    """Ledger first, then the scrape registration, so teardown always finds what to unregister."""
+    """Ledger first, then the scrape registration, so teardown always finds what to unregister.
+
+    Raises LedgerError when the ledger cannot be written."""
     targets = scrape_targets(run.run_id, run.plan)
     with redis_client(settings) as client:
         RunLedger(client, run.run_id).record(LEDGER_SCRAPE, {"targets": len(targets)})
@@ -167,7 +184,11 @@ def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
 def install_stroppy_on_runner(
     run: RunSpec, test: BenchmarkTest, bound_s: float, settings: OrchestrationSettings
 ) -> str:
-    """Idempotent (a fresh download into the run's own directory), so a retry is safe."""
+    """Idempotent (a fresh download into the run's own directory), so a retry is safe.
+
+    Raises ReleaseError when the lock file cannot be read or pins no such version; EdgeAgentsNotReady when the
+    runner's agent stopped polling, EdgeFlowFailed when the installation failed (a checksum mismatch among others),
+    and EdgeFlowTimedOut when it did not end within `bound_s`."""
     version = test.stroppy.version or ""
     release = ReleaseLock.read(settings.release_lock).pinned(version, settings.release_lock)
     gateway = str(ipaddress.IPv4Network(run.plan.subnet).network_address + 1)
@@ -188,7 +209,11 @@ def run_load_on_runner(
     run: RunSpec, steps: list[LoadStep], bound_s: float, settings: OrchestrationSettings
 ) -> LoadOutcome:
     """The measurement: never retried. A runner that shares the master's results directory writes the load's files
-    there; any other uploads them to the results bucket, and they are fetched from there."""
+    there; any other uploads them to the results bucket, and they are fetched from there.
+
+    Raises EdgeAgentsNotReady when the runner's agent stopped polling, EdgeFlowFailed when a load step failed,
+    EdgeFlowTimedOut when the load did not end within `bound_s`, and ResultStorageError when the results bucket's
+    block is gone or the load's files cannot be fetched from it."""
     target = target_module(run.plan.target)
     output_dir = settings.results_dir / run.run_id / "load"
     shared = target.SHARES_RESULTS_DIR
@@ -212,6 +237,7 @@ def run_load_on_runner(
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def teardown(run_id: str, settings: OrchestrationSettings) -> TeardownReport:
+    """`tear_down` as a task: raises LedgerError, TargetError or ReservationError as it does."""
     return tear_down(run_id, settings)
 
 
@@ -233,6 +259,10 @@ def run_test(test: BenchmarkTest, target: Target) -> RunResult | State:
     """Provision the test's topology, run its load on the runner machine, and always tear everything down.
 
     A verdict other than PASSED ends the run FAILED, with the full result kept as its data.
+
+    Raises the error of a step that failed (TargetError, EdgeFlowFailed and the like) once teardown has run; a
+    failed report does not raise (the run ends FAILED, saying why). Raises InjectedFailure at the step that
+    `inject_failure_at` names for this test, or before any step when it names no step of a run.
     """
     settings = OrchestrationSettings()
     run_id = run_id_for(current_flow_run.id)

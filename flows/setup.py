@@ -11,7 +11,6 @@ runs load. Nothing secret is printed.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Self
 
 import httpx
@@ -162,15 +161,15 @@ def _save(block: Block, name: str) -> str:
     return "created" if current is None else "updated"
 
 
-async def _ensure_pools() -> list[SetupLine]:
+def _ensure_pools() -> list[SetupLine]:
     lines = []
-    async with get_client() as client:
+    with get_client(sync_client=True) as client:
         for pool in (MASTER_POOL, EDGE_POOL):
             try:
-                await client.read_work_pool(pool)
+                client.read_work_pool(pool)
                 lines.append(SetupLine(kind="work pool", name=pool, outcome="unchanged"))
             except ObjectNotFound:
-                await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+                client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
                 lines.append(SetupLine(kind="work pool", name=pool, outcome="created"))
     return lines
 
@@ -220,8 +219,12 @@ def setup(
     docker_settings: DockerSettings | None = None,
     cloud_settings: YandexSettings | None = None,
 ) -> list[SetupLine]:
+    """The work pools, the block types, then the block of each section given; one line per outcome.
+
+    Raises OperateError when the Prefect API does not answer about the pools, and ValueError when a given
+    section's block name setting is empty."""
     try:
-        lines = asyncio.run(_ensure_pools())
+        lines = _ensure_pools()
     except httpx.HTTPError as error:
         raise OperateError(f"the Prefect API did not answer (PREFECT_API_URL): {error}") from None
     lines += [

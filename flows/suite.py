@@ -68,7 +68,9 @@ def _row(outcome: TestOutcome) -> SuiteRow:
 
 
 def run_wait_s(test: BenchmarkTest, suite: Suite, settings: OrchestrationSettings) -> float:
-    """How long the suite waits for the test's run: past every limit the run itself has."""
+    """How long the suite waits for the test's run: past every limit the run itself has.
+
+    Raises TargetError when this installation has no backend for the test's target."""
     target = target_module(suite.target_of(test)).bounds(settings)
     return suite_wait_s(run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s))
 

@@ -44,7 +44,9 @@ def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
     """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger.
 
-    Raises the first error of a part that could not be done; the ledger keeps that part for a retry."""
+    Raises the first error of a part that could not be done, and the ledger keeps that part for a retry: LedgerError
+    when the ledger cannot be read or written, TargetError when the target cannot be opened or does not destroy
+    the run's resources, ReservationError when the subnet cannot be released."""
     settings = settings or OrchestrationSettings()
     report = TeardownReport(run_id=run_id)
     with redis_client(settings) as client:

@@ -7,8 +7,6 @@ start with none and add them one at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from prefect.blocks.core import Block
@@ -47,14 +45,9 @@ def redis_connection(settings: OrchestrationSettings) -> RedisConnection:
     return saved_block(RedisConnection, settings.redis_block) or RedisConnection(url=settings.redis_url)
 
 
-@contextmanager
-def redis_client(settings: OrchestrationSettings) -> Iterator[redis.Redis]:
-    """A Redis client for the duration of the block, closed after it."""
-    client = redis_connection(settings).client()
-    try:
-        yield client
-    finally:
-        client.close()
+def redis_client(settings: OrchestrationSettings) -> redis.Redis:
+    """A new Redis client; use it as a context manager, which closes it."""
+    return redis_connection(settings).get_client()
 
 
 def results_bucket(settings: OrchestrationSettings) -> S3Bucket | None:

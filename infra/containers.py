@@ -41,7 +41,9 @@ def volume_name(run_id: str, machine: str, service: str, index: int) -> str:
 
 
 def service_archive(container: Container, uids: dict[str, int]) -> bytes:
-    """The container's files; secret ones owned by its user and readable by nobody else."""
+    """The container's files; secret ones owned by its user and readable by nobody else.
+
+    Raises TargetError when the container has secret files but its image's accounts label does not name its user."""
     uid = uids.get(container.user)
     if uid is None and container.secret_files:
         raise TargetError(
@@ -151,7 +153,9 @@ class ServiceEngine:
         return isinstance(error.__cause__, self._docker.errors.NotFound)
 
     def existing_container(self, name: str, run: RunSpec) -> dict[str, Any] | None:
-        """The container called `name` if it belongs to the run and runs; a stopped one is removed for a retry."""
+        """The container called `name` if it belongs to the run and runs; a stopped one is removed for a retry.
+
+        Raises TargetError when it belongs to another run, or the engine refuses or does not answer."""
         found = self.call(lambda: self._api.containers(all=True, filters={"name": f"^/{name}$"}), f"look up {name}")
         if not found:
             return None
@@ -166,7 +170,11 @@ class ServiceEngine:
     def start_stage(
         self, run: RunSpec, stage: StartStage, members: list[tuple[Machine, Container]], network_mode: NetworkMode
     ) -> None:
-        """Start the stage's containers, then wait for all their health checks; raise with every failure's logs."""
+        """Start the stage's containers, then wait for all their health checks.
+
+        Raises TargetError, with every failing container's last log lines, when the stage does not become healthy;
+        and when an image is missing or does not declare a container's account, or the engine refuses or does not
+        answer."""
         if not members:
             return
         started = [

@@ -33,30 +33,38 @@ class RunLedger:
         self.key = f"{KEY_PREFIX}:{run_id}"
 
     def open(self, ttl_s: int) -> None:
-        """Start the ledger (idempotent) and set how long it outlives its last write."""
+        """Start the ledger (idempotent) and set how long it outlives its last write.
+
+        Raises LedgerError when Redis refuses or does not answer."""
         now = datetime.now(UTC).isoformat()
         self._call(lambda: self._client.hsetnx(self.key, OPENED, json.dumps(now)), "open")
         self._call(lambda: self._client.expire(self.key, ttl_s), "set the expiry of")
 
     def record(self, kind: str, value: Any) -> None:
-        """Write down a resource (by kind) before it is created; recording again replaces the value."""
+        """Write down a resource (by kind) before it is created; recording again replaces the value.
+
+        Raises LedgerError when Redis refuses or does not answer."""
         self._call(lambda: self._client.hset(self.key, kind, json.dumps(value)), f"record {kind} in")
 
     def forget(self, kind: str) -> None:
-        """Drop an entry once its resource is gone."""
+        """Drop an entry once its resource is gone. Raises LedgerError when Redis refuses or does not answer."""
         self._call(lambda: self._client.hdel(self.key, kind), f"forget {kind} in")
 
     def entries(self) -> dict[str, Any]:
+        """Every entry by kind, the opening time left out. Raises LedgerError when Redis refuses or does not answer."""
         raw = self._call(lambda: self._client.hgetall(self.key), "read")
         return {_text(kind): json.loads(value) for kind, value in raw.items() if _text(kind) != OPENED}
 
     def opened_at(self) -> datetime | None:
-        """When the run opened its ledger; None when the ledger is gone."""
+        """When the run opened its ledger; None when the ledger is gone.
+
+        Raises LedgerError when Redis refuses or does not answer."""
         raw = self._call(lambda: self._client.hget(self.key, OPENED), "read")
         return datetime.fromisoformat(json.loads(raw)) if raw else None
 
     def close(self) -> None:
-        """Delete the ledger: the run holds nothing any more."""
+        """Delete the ledger: the run holds nothing any more. Raises LedgerError when Redis refuses or does not
+        answer."""
         self._call(lambda: self._client.delete(self.key), "close")
 
     def _call(self, operation: Callable[[], T], what: str) -> T:
@@ -65,7 +73,8 @@ class RunLedger:
         try:
             return operation()
         except redis.RedisError as error:
-            raise LedgerError(f"cannot {what} the ledger of run {self.run_id}: {error}") from error
+            transient = isinstance(error, redis.ConnectionError | redis.TimeoutError)
+            raise LedgerError(f"cannot {what} the ledger of run {self.run_id}: {error}", retryable=transient) from error
 
 
 def open_ledgers(client: redis.Redis) -> list[str]:

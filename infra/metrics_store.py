@@ -50,7 +50,10 @@ class VictoriaMetrics:
         return existed
 
     def import_series(self, run_id: str, series: list[Series]) -> int:
-        """Store series under the run's id and make them searchable at once; returns the number of samples."""
+        """Store series under the run's id and make them searchable at once; returns the number of samples.
+
+        Raises MetricsStoreError when VictoriaMetrics refuses them or cannot be reached (retryable when it did not
+        answer or failed on its side)."""
         lines = [
             json.dumps(
                 {
@@ -69,7 +72,9 @@ class VictoriaMetrics:
         return sum(len(one.values) for one in series)
 
     def query_range(self, expression: str, start: datetime, end: datetime, step_s: int) -> list[dict[str, Any]]:
-        """The `result` of a Prometheus range query: one entry per series."""
+        """The `result` of a Prometheus range query: one entry per series.
+
+        Raises MetricsStoreError when the query fails, or VictoriaMetrics refuses it or cannot be reached."""
         params = {"query": expression, "start": start.timestamp(), "end": end.timestamp(), "step": f"{step_s}s"}
         body = self._call("GET", "/api/v1/query_range", params=params).json()
         if body.get("status") != "success":
@@ -77,7 +82,9 @@ class VictoriaMetrics:
         return body["data"]["result"]
 
     def active_targets(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's targets as VictoriaMetrics currently scrapes them, with their health."""
+        """The run's targets as VictoriaMetrics currently scrapes them, with their health.
+
+        Raises MetricsStoreError when VictoriaMetrics refuses or cannot be reached."""
         targets = self._call("GET", "/api/v1/targets").json()["data"]["activeTargets"]
         return [target for target in targets if target.get("labels", {}).get("run_id") == run_id]
 

@@ -154,7 +154,9 @@ class ReservationNotHeld(ReservationError):  # noqa: N818 - reads as the conditi
 
 
 class ReservationStoreUnavailable(ReservationError):  # noqa: N818 - reads as the condition it reports
-    """Redis could not be reached or did not answer in time; nothing was changed."""
+    """Redis could not be reached or did not answer in time; nothing was changed, so a retry is safe."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,11 @@ class SubnetReservations:
         self._name = f"{target} {space.base_cidr}"
 
     def reserve(self, run_id: str, machines: int, ttl_s: int = DEFAULT_TTL_S) -> Reservation:
-        """Lease a free subnet for `machines` machines; a run that already holds one gets it back, renewed."""
+        """Lease a free subnet for `machines` machines; a run that already holds one gets it back, renewed.
+
+        Raises ReservationError for a missing run id, a TTL that is not positive, more machines than a subnet holds,
+        a run already holding a subnet of another size, or a request Redis refuses; SubnetsExhausted when every
+        subnet is leased; ReservationStoreUnavailable when Redis cannot be reached or does not answer in time."""
         if not run_id:
             raise ReservationError("a reservation needs a run id")
         if ttl_s <= 0:
@@ -214,17 +220,24 @@ class SubnetReservations:
         return Reservation(run_id, _text(subnet), _expiry(expires))
 
     def renew(self, run_id: str, ttl_s: int = DEFAULT_TTL_S) -> Reservation:
-        """Extend the lease of the run's subnet to `ttl_s` from now."""
+        """Extend the lease of the run's subnet to `ttl_s` from now.
+
+        Raises ReservationNotHeld when the run holds no subnet (never reserved, released, or expired), and
+        ReservationStoreUnavailable when Redis cannot be reached or does not answer in time."""
         subnet, expires = self._call(lambda: self._renew(keys=self._keys, args=[run_id, ttl_s * 1000]), run_id)
         return Reservation(run_id, _text(subnet), _expiry(expires))
 
     def release(self, run_id: str) -> str | None:
-        """Give the run's subnet back; returns it, or None when the run held none (releasing twice is fine)."""
+        """Give the run's subnet back; returns it, or None when the run held none (releasing twice is fine).
+
+        Raises ReservationStoreUnavailable when Redis cannot be reached or does not answer in time."""
         released = self._call(lambda: self._release(keys=self._keys, args=[run_id]), run_id)
         return _text(released) if released else None
 
     def list(self) -> list[Reservation]:
-        """Current leases, lowest subnet first (expired ones included until the next sweep)."""
+        """Current leases, lowest subnet first (expired ones included until the next sweep).
+
+        Raises ReservationStoreUnavailable when Redis cannot be reached or does not answer in time."""
 
         def read() -> tuple[list[tuple[bytes, float]], dict[bytes, bytes]]:
             pipe = self._client.pipeline(transaction=True)
@@ -240,7 +253,9 @@ class SubnetReservations:
         return sorted(reservations, key=lambda item: ipaddress.IPv4Network(item.subnet))
 
     def sweep_expired(self) -> builtins.list[str]:  # `list` in this class body is the method above
-        """Drop leases whose TTL has passed; returns the subnets freed."""
+        """Drop leases whose TTL has passed; returns the subnets freed.
+
+        Raises ReservationStoreUnavailable when Redis cannot be reached or does not answer in time."""
         return [_text(subnet) for subnet in self._call(lambda: self._sweep(keys=self._keys, args=[]), "")]
 
     def _call(self, operation: Callable[[], T], run_id: str) -> T:

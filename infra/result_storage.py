@@ -19,7 +19,9 @@ class ResultStorageError(StroppyError):
 
 class ResultStorage(Protocol):
     def store(self, run_id: str, source: Path) -> str:
-        """Store every file under `source` as the run's files; return where they are."""
+        """Store every file under `source` as the run's files; return where they are.
+
+        Raises ResultStorageError when a file cannot be stored."""
         ...
 
 
@@ -32,6 +34,7 @@ class LocalResultStorage:
         self.root = root
 
     def store(self, run_id: str, source: Path) -> str:
+        """Copy the files into `<root>/<run_id>`. Raises ResultStorageError when one cannot be copied there."""
         destination = self.root / run_id
         for path in _files(source):
             target = destination / path.relative_to(source)
@@ -50,6 +53,7 @@ class S3ResultStorage:
         self.bucket = bucket
 
     def store(self, run_id: str, source: Path) -> str:
+        """Upload the files under the run's keys. Raises ResultStorageError when one cannot be uploaded."""
         for path in _files(source):
             key = f"{run_id}/{path.relative_to(source).as_posix()}"
             try:
@@ -60,7 +64,9 @@ class S3ResultStorage:
         return f"s3://{self.bucket.bucket_name}/" + (f"{folder}/" if folder else "") + run_id
 
     def fetch(self, prefix: str, destination: Path) -> list[str]:
-        """Download every file stored under `prefix` into `destination`; returns their paths relative to it."""
+        """Download every file stored under `prefix` into `destination`; returns their paths relative to it.
+
+        Raises ResultStorageError when the download fails."""
         try:
             self.bucket.download_folder_to_path(prefix, destination, _sync=True)
         except Exception as error:  # botocore raises many unrelated types; all mean "not fetched"

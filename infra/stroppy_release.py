@@ -42,6 +42,7 @@ class ReleaseLock(BaseModel):
 
     @classmethod
     def read(cls, path: Path) -> ReleaseLock:
+        """The lock file at `path`, empty when there is none. Raises ReleaseError when it is not a lock file."""
         if not path.is_file():
             return cls()
         try:
@@ -53,6 +54,7 @@ class ReleaseLock(BaseModel):
         path.write_text(json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n")
 
     def pinned(self, version: str, path: Path) -> PinnedRelease:
+        """The release pinned for `version`. Raises ReleaseError when the lock (read from `path`) has none."""
         release = self.releases.get(version)
         if release is None:
             raise ReleaseError(
@@ -68,7 +70,9 @@ def release_url(template: str, version: str, gateway: str = "127.0.0.1") -> str:
 
 def download(url: str, destination: Path, timeout_s: float, attempts: int = 3) -> str:
     """Stream `url` into `destination`; returns its sha256. Transport failures and server errors are retried with
-    backoff; any other HTTP status is not (the release or its address is wrong). Raises ReleaseError."""
+    backoff; any other HTTP status is not (the release or its address is wrong).
+
+    Raises ReleaseError when the server answers with an error status, or, retryable, when it stays unreachable."""
 
     def once() -> str:
         digest = hashlib.sha256()
@@ -89,7 +93,10 @@ def download(url: str, destination: Path, timeout_s: float, attempts: int = 3) -
 
 
 def pin(version: str, url: str, lock_path: Path, timeout_s: float = 120) -> PinnedRelease:
-    """Download the release once and record its checksum in the lock file."""
+    """Download the release once and record its checksum in the lock file.
+
+    Raises ReleaseError when the download fails, the archive cannot be unpacked or holds no stroppy binary, or the
+    lock file is not one."""
     with tempfile.TemporaryDirectory(prefix="stroppy-pin-") as scratch:
         archive = Path(scratch) / ARCHIVE_NAME
         checksum = download(url, archive, timeout_s)
@@ -102,7 +109,10 @@ def pin(version: str, url: str, lock_path: Path, timeout_s: float = 120) -> Pinn
 
 
 def install(release: PinnedRelease, url: str, directory: Path, timeout_s: float) -> Path:
-    """Download `url`, check it against the pinned checksum, unpack it into `directory`; returns the binary."""
+    """Download `url`, check it against the pinned checksum, unpack it into `directory`; returns the binary.
+
+    Raises ReleaseError when the download fails, its sha256 differs from the pinned one, or the archive cannot be
+    unpacked or holds no stroppy binary."""
     directory.mkdir(parents=True, exist_ok=True)
     archive = directory / ARCHIVE_NAME
     checksum = download(url, archive, timeout_s)

@@ -71,7 +71,9 @@ def _b64url(data: bytes) -> str:
 
 
 def signed_jwt(key_json: str, now: float) -> str:
-    """The JWT Yandex IAM exchanges for a token: PS256 with the authorized key's private key."""
+    """The JWT Yandex IAM exchanges for a token: PS256 with the authorized key's private key.
+
+    Raises YandexCloudError when `key_json` is not an authorized key with id, service_account_id and private_key."""
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - only cloud runs sign
     from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
 
@@ -116,11 +118,17 @@ class YandexCloudApi:
         self._http.close()
 
     def resources(self) -> list[CloudResource]:
-        """Every instance, security group, subnet and service account of the folder."""
+        """Every instance, security group, subnet and service account of the folder.
+
+        Raises YandexCloudError when a listing fails or the key cannot be exchanged for an IAM token (retryable when
+        the API did not answer)."""
         return [resource for kind in DELETION_ORDER for resource in self._list(kind)]
 
     def delete(self, resource: CloudResource) -> bool:
-        """Delete one resource and wait for the operation; False when it was already gone."""
+        """Delete one resource and wait for the operation; False when it was already gone.
+
+        Raises YandexCloudError when the API refuses the deletion or does not answer, the operation fails, or it
+        does not finish within `operation_timeout_s`."""
         base, path, _ = _COLLECTIONS[resource.kind]
         url = f"{getattr(self._settings, base)}{path}/{resource.id}"
         response = self._request("DELETE", url, f"delete {resource.kind} {resource.name}")

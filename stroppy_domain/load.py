@@ -83,6 +83,7 @@ SUMMARY_FILE = "summary.json"
 
 
 def stroppy_major(version: str) -> int:
+    """The major of a stroppy release such as `v5.0.0`; raises LoadError when this project does not support it."""
     major = int(version.lstrip("v").split(".", 1)[0])
     if major not in SUPPORTED_STROPPY_MAJORS:
         supported = ", ".join(str(number) for number in SUPPORTED_STROPPY_MAJORS)
@@ -96,6 +97,8 @@ def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, marg
     The database is named by `DRIVER_URL` without a password; pgx reads it from `PGPASSFILE`. Both majors run the
     generated files from the output directory and have k6 write every sample to a CSV file (the load's time series);
     major 5 (k6 1.x inside) also asks for k6's full summary mode.
+
+    Raises LoadError when the test names no stroppy version, or one of an unsupported major.
     """
     load = test.stroppy
     if load.version is None:
@@ -126,6 +129,8 @@ def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, marg
 
 
 def load_steps(test: BenchmarkTest, connection: Connection, margin_s: int, stroppy_binary: str = "") -> list[LoadStep]:
+    """The steps of the test's driver. Raises LoadError for a stroppy load without a version or of an unsupported
+    major."""
     if test.stroppy.driver is Driver.PGBENCH:
         return pgbench_steps(test, connection, margin_s)
     return stroppy_steps(test, connection, stroppy_binary, margin_s)

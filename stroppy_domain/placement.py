@@ -243,7 +243,8 @@ def plan_run(
     passwords: PasswordSource,
     path: str = "test",
 ) -> RunPlan:
-    """The full plan of one run of `test` on `subnet`; raises PlanningError naming the bad field."""
+    """The full plan of one run of `test` on `subnet`; raises PlanningError naming the bad field, and SubnetError
+    when `subnet` holds fewer machines than the test needs."""
     layout = lay_out(test, path)
     addresses = machine_addresses(subnet, len(layout.machines))
     ips = {machine.name: ip for machine, ip in zip(layout.machines, addresses, strict=True)}

@@ -67,7 +67,9 @@ def _numbers(name: str, values: Any) -> dict[str, float]:
 
 
 def parse_k6_summary(text: str) -> LoadMetrics:
-    """Read a k6 `handleSummary` argument, a `--summary-export` file or the new machine-readable summary."""
+    """Read a k6 `handleSummary` argument, a `--summary-export` file or the new machine-readable summary.
+
+    Raises SummaryError when the text is not JSON, or not a summary with metrics whose values are objects."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -124,7 +126,9 @@ _PGBENCH = {
 
 
 def parse_pgbench_report(text: str) -> LoadMetrics:
-    """pgbench's end-of-run report -> `transactions` (counter), `tps` (gauge), `latency` (trend, ms), `failed`."""
+    """pgbench's end-of-run report -> `transactions` (counter), `tps` (gauge), `latency` (trend, ms), `failed`.
+
+    Raises SummaryError when the report lacks the transactions, the tps or the average latency (an unfinished run)."""
     found = {key: float(match.group(1)) for key, pattern in _PGBENCH.items() if (match := pattern.search(text))}
     missing = [key for key in ("transactions", "tps", "latency_avg_ms") if key not in found]
     if missing:
@@ -142,7 +146,9 @@ def parse_pgbench_report(text: str) -> LoadMetrics:
 
 
 def measure(driver: str, summary_text: str | None, report_text: str) -> LoadMetrics:
-    """The metrics of a finished load: stroppy's exported k6 summary, or pgbench's end-of-run report."""
+    """The metrics of a finished load: stroppy's exported k6 summary, or pgbench's end-of-run report.
+
+    Raises SummaryError when stroppy wrote no summary, or the output cannot be read as one or as a report."""
     if driver == "pgbench":
         return parse_pgbench_report(report_text)
     if summary_text is None:

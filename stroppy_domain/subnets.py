@@ -26,7 +26,7 @@ def host_capacity(prefix: int) -> int:
 
 
 def machine_addresses(subnet: str, count: int) -> list[str]:
-    """The first `count` machine addresses of `subnet`, in order."""
+    """The first `count` machine addresses of `subnet`, in order; raises SubnetError when it holds fewer."""
     network = ipaddress.IPv4Network(subnet)
     capacity = host_capacity(network.prefixlen)
     if count > capacity:
@@ -40,6 +40,8 @@ def first_free_subnet(base_cidr: str, prefix: int, taken: Iterable[str]) -> str:
 
     Subnets of any size count as taken: a reserved /23 blocks both of its /24s. This is the reference
     for the atomic Redis script in `infra.reservations`, which applies the same rule server-side.
+
+    Raises SubnetError when `prefix` does not fit inside `base_cidr`, or no free subnet of that size is left.
     """
     base = ipaddress.IPv4Network(base_cidr)
     if not base.prefixlen <= prefix <= 32:

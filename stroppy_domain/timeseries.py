@@ -114,6 +114,8 @@ def pgbench_log_series(lines: Iterable[str]) -> list[Series]:
 
     The latency field is a number for a completed transaction, `skipped` for one skipped by `--latency-limit`
     (not counted), and `failed`, `serialization` or `deadlock` for a failed one.
+
+    Raises LoadSeriesError for a line of another shape.
     """
     per_second = _PerSecond()
     for number, line in enumerate(lines, start=1):
@@ -136,6 +138,8 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
     k6 writes one `iteration_duration` row (milliseconds) per completed iteration: throughput and latency come from
     those; a `checks` row of 0 is an error. Besides, every metric the load reported (stroppy's own included) becomes
     `k6_<metric>`, its per-second mean.
+
+    Raises LoadSeriesError when a column is missing, or a row's timestamp or value is not a number.
     """
     per_second = _PerSecond()
     sums: dict[str, dict[int, float]] = {}

@@ -60,6 +60,7 @@ def load_suite(text: str, source: str = "", settings: PlannerSettings | None = N
 
 
 def validate_suite(data: Any, source: str = "", settings: PlannerSettings | None = None) -> Suite:
+    """Parsed suite data -> a `Suite`; raises InvalidSuiteError listing every problem found."""
     settings = settings or PlannerSettings()
     if not isinstance(data, dict):
         raise InvalidSuiteError([Issue("", "a suite must be a mapping with 'name' and 'tests'", data)], source)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, Field
 
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.reports import Dashboard, Phase, dashboard_url
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ ANNOTATION_TAG = "stroppy"
 RUN_OVERVIEW = "Stroppy: run overview"
 
 
-class GrafanaError(RuntimeError):
+class GrafanaError(StroppyError):
     """Grafana refused or could not be reached; says which call and why."""
 
 
@@ -47,7 +48,9 @@ def dashboards() -> tuple[dict[str, Any], ...]:
 
 @cache
 def datasource() -> dict[str, Any]:
-    """The VictoriaMetrics datasource as Grafana's file provisioning declares it (compose.yaml mounts that file)."""
+    """The VictoriaMetrics datasource as Grafana's file provisioning declares it (compose.yaml mounts that file).
+
+    Raises GrafanaError when its uid is not the one the dashboards' panels use."""
     (declared,) = yaml.safe_load(DATASOURCE_FILE.read_text())["datasources"]
     if declared["uid"] != DATASOURCE_UID:
         raise GrafanaError(f"{DATASOURCE_FILE}: uid {declared['uid']} is not {DATASOURCE_UID}, which panels use")
@@ -75,7 +78,9 @@ class Grafana:
         self._api = api
 
     def provision(self) -> ProvisionReport:
-        """Folder, VictoriaMetrics datasource and dashboards: created when missing, updated only when different."""
+        """Folder, VictoriaMetrics datasource and dashboards: created when missing, updated only when different.
+
+        Raises GrafanaError when Grafana refuses a call or cannot be reached."""
         report = ProvisionReport()
         self._ensure_folder(report)
         self._ensure_datasource(report)
@@ -84,7 +89,9 @@ class Grafana:
         return report
 
     def annotate(self, run_id: str, test_name: str, phases: list[Phase]) -> int:
-        """One region annotation per phase, tagged with the run; a phase already annotated is not repeated."""
+        """One region annotation per phase, tagged with the run; a phase already annotated is not repeated.
+
+        Raises GrafanaError when Grafana refuses a call or cannot be reached."""
         existing = self._call(
             "find annotations", self._api.annotations.find_annotations, tags=[ANNOTATION_TAG, run_id], limit=1000
         )
@@ -161,7 +168,10 @@ class Grafana:
             return method(*args, **kwargs)
         except GrafanaException as error:
             raise GrafanaError(
-                f"Grafana at {self.url}: {action} failed ({error.status_code}): {error.message}"
+                f"Grafana at {self.url}: {action} failed ({error.status_code}): {error.message}",
+                retryable=(error.status_code or 0) >= 500,
             ) from error
         except OSError as error:
-            raise GrafanaError(f"Grafana at {self.url}: {action} failed, unreachable: {error}") from error
+            raise GrafanaError(
+                f"Grafana at {self.url}: {action} failed, unreachable: {error}", retryable=True
+            ) from error

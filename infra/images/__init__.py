@@ -139,7 +139,9 @@ def service_images(images: ImageSet) -> list[str]:
 def push_images(
     client: docker.DockerClient, registry: str, progress: Progress = print, images: ImageSet | None = None
 ) -> list[str]:
-    """Tag the service images as `<registry>/<tag>` and push them; returns the pushed references."""
+    """Tag the service images as `<registry>/<tag>` and push them; returns the pushed references.
+
+    Raises ImageBuildError when an image cannot be tagged or the registry refuses the push."""
     import docker  # noqa: PLC0415
 
     pushed = []
@@ -270,7 +272,9 @@ class EdgeReleaseFiles(BaseModel):
 
 
 def edge_release(directory: Path, progress: Progress = print) -> EdgeReleaseFiles:
-    """Write this checkout's wheel and `requirements.txt` (every dependency with its hashes) into `directory`."""
+    """Write this checkout's wheel and `requirements.txt` (every dependency with its hashes) into `directory`.
+
+    Raises ImageBuildError when `uv` cannot export the requirements or build the wheel."""
     directory.mkdir(parents=True, exist_ok=True)
     requirements = directory / "requirements.txt"
     wheel = _project_wheel_and_requirements(directory, requirements, hashes=True, what="release", progress=progress)
@@ -283,7 +287,10 @@ def edge_release(directory: Path, progress: Progress = print) -> EdgeReleaseFile
 
 
 def build_images(client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None) -> ImageSet:
-    """Build whatever of the three images is missing; returns their tags."""
+    """Build whatever of the three images is missing; returns their tags.
+
+    Raises ImageBuildError when a step fails (the base neither pulled nor built, a `docker build` or a `uv` command
+    failing); the engine's own errors pass through as `docker.errors.DockerException`, which the CLI reports."""
     images = images or ImageSet.for_checkout()
     if _exists(client, images.base):
         progress(f"{images.base}: up to date")

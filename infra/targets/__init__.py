@@ -33,7 +33,10 @@ def target_module(name: TargetName) -> TargetModule:
 
 @contextmanager
 def open_target(name: TargetName, settings: OrchestrationSettings) -> Iterator[TargetBackend]:
-    """The backend of target `name`, configured from its settings and blocks, released on exit."""
+    """The backend of target `name`, configured from its settings and blocks, released on exit.
+
+    Raises TargetError when this installation has no backend for `name`, or its backend cannot be opened (its
+    block not saved, its engine not answering)."""
     with target_module(name).open_backend(settings) as backend:
         yield backend
 

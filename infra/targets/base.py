@@ -74,6 +74,22 @@ class DestroyReport(BaseModel):
         return not any(self.removed.values())
 
 
+class ReleasedOnExit:
+    """A context manager that calls the subclass's `close()` on exit, whatever happened inside."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the object holds."""
+        raise NotImplementedError
+
+
 @runtime_checkable
 class TargetBackend(Protocol):
     """A backend that runs machines. Every method is idempotent: a retry adopts or skips what exists. A backend
@@ -88,19 +104,27 @@ class TargetBackend(Protocol):
         """Release the backend's clients."""
 
     def create_machines(self, run: RunSpec) -> None:
-        """Create the run's network and one machine per planned machine, each holding its planned IP."""
+        """Create the run's network and one machine per planned machine, each holding its planned IP.
+
+        Raises TargetError when the run id is malformed, what exists under the run's names belongs to another run,
+        the machines cannot be created as planned, or the backend refuses or does not answer."""
 
     def state_location(self, run_id: str) -> str | None:
         """Where the backend keeps the run's own state (recorded in the ledger before creation), if anywhere."""
 
     def start_services(self, run: RunSpec) -> None:
-        """Start the planned containers stage by stage; return once every health check has passed."""
+        """Start the planned containers stage by stage; return once every health check has passed.
+
+        Raises TargetError when a stage does not become healthy (every failure listed), or the backend refuses or
+        does not answer."""
 
     def destroy(self, run_id: str) -> DestroyReport:
-        """Remove everything labelled with the run id; a second call removes nothing and succeeds."""
+        """Remove everything labelled with the run id; a second call removes nothing and succeeds.
+
+        Raises TargetError when the run id is malformed, or something of the run could not be removed."""
 
     def list_runs(self) -> list[RunInventory]:
-        """Every run that still has resources here, for a reaper."""
+        """Every run that still has resources here, for a reaper. Raises TargetError when they cannot be listed."""
 
 
 @runtime_checkable
@@ -119,13 +143,16 @@ class TargetModule(Protocol):
         """How long each step that waits on the target may take."""
 
     def machine_images(self, settings: OrchestrationSettings) -> list[str]:
-        """The images the target boots its machines from, for run reports."""
+        """The images the target boots its machines from, for run reports. Raises TargetError when the target's
+        block is not saved."""
 
     def runner_directory(self, run_id: str) -> PurePosixPath:
         """Where the runner machine keeps the run's stroppy and load files."""
 
     def open_backend(self, settings: OrchestrationSettings) -> TargetBackend:
-        """The configured backend; the caller uses it as a context manager."""
+        """The configured backend; the caller uses it as a context manager.
+
+        Raises TargetError when the target's block is not saved or its engine does not answer."""
 
 
 def machine_queue_name(run_id: str, machine: str) -> str:
@@ -134,6 +161,7 @@ def machine_queue_name(run_id: str, machine: str) -> str:
 
 
 def check_run_id(run_id: str) -> str:
+    """`run_id` itself; raises TargetError when it does not match `RUN_ID_PATTERN`."""
     if not re.fullmatch(RUN_ID_PATTERN, run_id):
         raise TargetError(f"run id {run_id!r} must be 3-40 lowercase letters, digits or '-'")
     return run_id

@@ -72,7 +72,9 @@ class TerraformRunner:
         return sorted(path.parent.name for path in root.glob(f"*/{VARIABLES_FILE}")) if root.is_dir() else []
 
     def apply(self, run_id: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """Create or converge the run's resources; returns the module's outputs. Idempotent: a retry converges."""
+        """Create or converge the run's resources; returns the module's outputs. Idempotent: a retry converges.
+
+        Raises TerraformError when `terraform init` or `apply` cannot start, fails, or runs past its bound."""
         workdir = self.workdir(run_id)
         workdir.mkdir(parents=True, exist_ok=True)
         for source in self.module_dir.glob("*.tf"):
@@ -91,7 +93,9 @@ class TerraformRunner:
         return {name: output["value"] for name, output in json.loads(state.read_text()).get("outputs", {}).items()}
 
     def destroy(self, run_id: str) -> bool:
-        """Destroy what the run's state holds, then forget its working directory; False when there was none."""
+        """Destroy what the run's state holds, then forget its working directory; False when there was none.
+
+        Raises TerraformError when `terraform init` or `destroy` cannot start, fails, or runs past its bound."""
         workdir = self.workdir(run_id)
         if not (workdir / VARIABLES_FILE).is_file():
             shutil.rmtree(workdir, ignore_errors=True)

@@ -24,7 +24,10 @@ _CONF_DIR = f"{CONF_DIR}/backup"
 
 
 def render_backup(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The backup container: cron runs the dump script on the configured schedule, logging next to the dumps."""
+    """The backup container: cron runs the dump script on the configured schedule, logging next to the dumps.
+
+    Raises PlanningError when the test has no database template, or no backup here, or one other than pg_dump to
+    local storage."""
     credentials = context.require_credentials()
     backup = _configured_backup(context)
     if backup is None:

@@ -106,7 +106,8 @@ class ServiceContext:
         return self.ips["postgres-master"]
 
     def require_credentials(self) -> RunCredentials:
-        """The run's credentials; an existing database has none, so services of its own cannot be planned."""
+        """The run's credentials; an existing database has none, so services of its own cannot be planned: raises
+        PlanningError then."""
         if self.credentials is None:
             raise PlanningError(join_path(self.path, "database"), "database services need a database template")
         return self.credentials
@@ -137,7 +138,9 @@ def http_check(port: int, path: str = "/metrics") -> HealthCheck:
 
 
 def settings_for(machine: MachineLayout, context: ServiceContext) -> tuple[PostgresSettings, dict[str, str]]:
-    """The PostgreSQL settings of a machine and its postgresql.conf with any replica override merged in."""
+    """The PostgreSQL settings of a machine and its postgresql.conf with any replica override merged in.
+
+    Raises PlanningError when the test has neither an instance nor a cluster template."""
     database = context.test.database
     if database.instance is not None:
         settings = database.instance.settings
@@ -154,7 +157,9 @@ def settings_for(machine: MachineLayout, context: ServiceContext) -> tuple[Postg
 
 
 def postgres_image(settings: PostgresSettings, context: ServiceContext, source: str) -> str:
-    """The catalogue's image for the settings' version and storage engine; `source` names the settings in errors."""
+    """The catalogue's image for the settings' version and storage engine; `source` names the settings in errors.
+
+    Raises PlanningError when the catalogue has no image for them."""
     key = ImageCatalogue.postgres_key(settings.version, settings.storage_engine)
     image = context.images.postgres.get(key)
     if image is None:

@@ -35,7 +35,9 @@ def render_node_exporter(machine: MachineLayout, slot: ServiceSlot, context: Ser
 
 
 def render_postgres_exporter(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The exporter of the machine's own PostgreSQL server, logged in as the monitor role."""
+    """The exporter of the machine's own PostgreSQL server, logged in as the monitor role.
+
+    Raises PlanningError when the test has no database template (an existing database)."""
     del machine
     credentials = context.require_credentials()
     port = slot.ports["metrics"]
@@ -58,7 +60,9 @@ def render_postgres_exporter(machine: MachineLayout, slot: ServiceSlot, context:
 
 
 def render_pgbouncer_exporter(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The exporter of the PgBouncer on the same machine, reading its statistics as the monitor role."""
+    """The exporter of the PgBouncer on the same machine, reading its statistics as the monitor role.
+
+    Raises PlanningError when the test has no database template (an existing database)."""
     credentials = context.require_credentials()
     pgbouncer_port = next(s.ports["pgbouncer"] for s in machine.services if s.kind is ServiceKind.PGBOUNCER)
     pgpass = f"{CONF_DIR}/pgbouncer-exporter/pgpass"

@@ -48,7 +48,10 @@ _CONF_DIR = f"{CONF_DIR}/patroni"
 
 
 def render_patroni_postgres(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The Patroni container of a cluster machine; its health tells when the next start stage may begin."""
+    """The Patroni container of a cluster machine; its health tells when the next start stage may begin.
+
+    Raises PlanningError when the test has no cluster template with Patroni settings and etcd, or the image
+    catalogue no image for its PostgreSQL."""
     credentials = context.require_credentials()
     settings, user_conf = settings_for(machine, context)
     patroni = settings.patroni

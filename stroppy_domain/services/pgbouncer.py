@@ -24,7 +24,9 @@ _CONF_DIR = f"{CONF_DIR}/pgbouncer"
 
 
 def render_pgbouncer(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The PgBouncer container: the app and monitor roles may log in, the monitor role may read its statistics."""
+    """The PgBouncer container: the app and monitor roles may log in, the monitor role may read its statistics.
+
+    Raises PlanningError unless the test runs a cluster template with PgBouncer."""
     del machine
     credentials = context.require_credentials()
     cluster = context.cluster

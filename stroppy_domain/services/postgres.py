@@ -42,7 +42,10 @@ _CONF_DIR = f"{CONF_DIR}/postgres"
 
 
 def render_plain_postgres(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
-    """The PostgreSQL container of a machine whose cluster does not run Patroni."""
+    """The PostgreSQL container of a machine whose cluster does not run Patroni.
+
+    Raises PlanningError when the test has no database template, or the image catalogue no image for its
+    PostgreSQL."""
     credentials = context.require_credentials()
     settings, user_conf = settings_for(machine, context)
     programs = bin_dir(settings.version)

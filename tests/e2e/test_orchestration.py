@@ -66,7 +66,7 @@ def leftovers(run_id: str) -> dict[str, list[str]]:
     """Everything that still carries the run's id: containers, networks, volumes, its subnet, its ledger."""
     engine = docker.from_env(timeout=60)
     selector = {"label": f"{LABEL_RUN_ID}={run_id}"}
-    client = redis_connection(OrchestrationSettings()).client()
+    client = redis_connection(OrchestrationSettings()).get_client()
     space = PlannerSettings().address_space(Target.DOCKER)
     try:
         return {

@@ -50,7 +50,7 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
     ended, expired, live = f"run-ended{suffix}", f"run-expired{suffix}", f"run-live{suffix}"
     future, past = datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) - timedelta(minutes=1)
     engine = docker.from_env(timeout=60)
-    redis_client = redis_connection(settings).client()
+    redis_client = redis_connection(settings).get_client()
     try:
         for run_id, state in ((ended, Failed()), (live, Running())):
             ledger = RunLedger(redis_client, run_id)

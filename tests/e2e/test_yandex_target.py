@@ -110,7 +110,7 @@ def settings_for(standin: YandexCloudStandIn, key_json: str, tmp_path: Path) -> 
 def subnet() -> Iterator[tuple[str, str]]:
     """A run id and a subnet leased for it, so the stand-in machines never collide with another run's."""
     run_id = f"yc-{uuid.uuid4().hex[:10]}"
-    client = RedisConnection(url=OrchestrationSettings().redis_url, timeout_s=5).client()
+    client = RedisConnection(url=OrchestrationSettings().redis_url, timeout_s=5).get_client()
     reservations = SubnetReservations(client, Target.DOCKER, SPACE)
     try:
         yield run_id, reservations.reserve(run_id, 4, ttl_s=900).subnet

@@ -89,7 +89,7 @@ def images(engine: docker.DockerClient) -> ImageSet:
 
 @pytest.fixture(scope="module")
 def reservations() -> Iterator[SubnetReservations]:
-    client = RedisConnection(url=REDIS_URL, timeout_s=5).client()
+    client = RedisConnection(url=REDIS_URL, timeout_s=5).get_client()
     yield SubnetReservations(client, Target.DOCKER, SPACE)
     client.close()
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 def client() -> redis.Redis:
-    connection = RedisConnection(url=REDIS_URL, timeout_s=5).client()
+    connection = RedisConnection(url=REDIS_URL, timeout_s=5).get_client()
     try:
         connection.ping()
     except redis.ConnectionError as error:
@@ -121,7 +121,7 @@ def test_subnets_of_different_sizes_never_overlap(client: redis.Redis) -> None:
 
 
 def test_redis_down_is_reported_without_writing() -> None:
-    unreachable = RedisConnection(url="redis://127.0.0.1:1/0", timeout_s=1).client()
+    unreachable = RedisConnection(url="redis://127.0.0.1:1/0", timeout_s=1).get_client()
     reservations = pool(unreachable)
     started = time.monotonic()
     with pytest.raises(ReservationStoreUnavailable, match=r"cannot reach the reservation store at 127.0.0.1:1"):
@@ -134,7 +134,7 @@ def test_redis_down_is_reported_without_writing() -> None:
 def _reserve_many(
     worker: int, count: int, prefixes: list[int], start: multiprocessing.Barrier, results: multiprocessing.Queue
 ) -> None:
-    client = RedisConnection(url=REDIS_URL, timeout_s=10).client()
+    client = RedisConnection(url=REDIS_URL, timeout_s=10).get_client()
     start.wait(timeout=60)
     for index in range(count):
         prefix = prefixes[index % len(prefixes)]

@@ -39,3 +39,17 @@ def test_the_nightly_suite_is_the_pgbench_example_and_valid() -> None:
 def test_the_reaper_runs_every_quarter_hour() -> None:
     reaper = deployments()["flows.reaper:reap/scheduled"]
     assert reaper["schedules"] == [{"interval": 900}]
+
+
+def test_the_deployments_forms_offer_no_testing_aids_and_no_flow_is_named_like_a_test() -> None:
+    """The form the UI shows is the flow's parameter schema; testing aids reach runs through the environment."""
+    import importlib  # noqa: PLC0415
+
+    from prefect.utilities.callables import parameter_schema  # noqa: PLC0415
+
+    for entrypoint in {key.split("/")[0] for key in deployments()}:
+        module, _, function = entrypoint.partition(":")
+        flow = getattr(importlib.import_module(module), function)
+        fields = set(parameter_schema(flow.fn).properties)
+        assert not any("inject" in field or "fail" in field for field in fields), (entrypoint, fields)
+        assert not function.startswith("test"), entrypoint

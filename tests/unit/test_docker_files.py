@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from infra.containers import service_archive
-from infra.targets.base import TargetError
+from infra.targets.base import LABEL_EXPIRES_AT, LABEL_RUN_ID, TargetError
 from infra.targets.docker.backend import _inventory
 from stroppy_domain.plan import ConfigFile, Container, HealthCheck, SecretFile, ServiceKind, StartStage
 
@@ -59,3 +59,14 @@ def test_inventory_groups_resources_by_run() -> None:
     ]
     assert inventory[1].expires_at.isoformat() == "2026-11-26T20:00:00+00:00"
     assert inventory[0].expires_at is None
+
+
+def test_a_malformed_expiry_label_leaves_the_run_to_its_other_evidence() -> None:
+    """One foreign or damaged label must not stop a reaper's whole inventory."""
+    labelled = [
+        {LABEL_RUN_ID: "run-a", LABEL_EXPIRES_AT: "not a time"},
+        {LABEL_RUN_ID: "run-b", LABEL_EXPIRES_AT: "2026-01-01T00:00:00+00:00"},
+    ]
+    runs = {run.run_id: run for run in _inventory(labelled)}
+    assert runs["run-a"].expires_at is None
+    assert runs["run-b"].expires_at is not None and runs["run-b"].expires_at.year == 2026

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.connections import saved_block
 from infra.images import ImageSet
 from infra.settings import OrchestrationSettings
+from infra.targets.base import TargetError
 from infra.targets.docker.backend import DockerTarget, DockerTargetSettings
 from stroppy_domain.bounds import TargetBounds
 
@@ -110,11 +111,21 @@ def docker_host(docker_settings: DockerSettings | None = None) -> DockerHost:
 
 
 def docker_client(docker_settings: DockerSettings | None = None) -> docker.DockerClient:
-    """A client of the target's engine; the caller closes it (it is a context manager)."""
-    return docker_host(docker_settings).get_client()
+    """A client of the target's engine; the caller closes it (it is a context manager).
+
+    Raises TargetError, retryable, when the engine does not answer."""
+    import docker  # noqa: PLC0415
+
+    host = docker_host(docker_settings)
+    try:
+        return host.get_client()
+    except docker.errors.DockerException as error:
+        where = host.base_url or "the environment's engine (DOCKER_HOST or the local socket)"
+        raise TargetError(f"the Docker engine at {where} did not answer: {error}", retryable=True) from error
 
 
 def open_backend(settings: OrchestrationSettings) -> DockerTarget:
+    """The backend on the configured engine. Raises TargetError, retryable, when the engine does not answer."""
     own = DockerSettings()
     return DockerTarget(target_settings(settings, own), client=docker_client(own))
 

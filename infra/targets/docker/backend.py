@@ -11,8 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +23,7 @@ from infra.targets.base import (
     LABEL_RUN_ID,
     MANAGER,
     DestroyReport,
+    ReleasedOnExit,
     RunInventory,
     RunSpec,
     TargetError,
@@ -68,7 +68,7 @@ def machine_container_name(run_id: str, machine: str) -> str:
     return f"stroppy-{run_id}-{machine}"
 
 
-class DockerTarget:
+class DockerTarget(ReleasedOnExit):
     """Runs on one Docker engine. Owns its client: use it as a context manager or call `close()`."""
 
     def __init__(
@@ -83,14 +83,6 @@ class DockerTarget:
         self._engine = ServiceEngine(self._client, settings.parallel_health_checks, progress)
         self._call = self._engine.call
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         self._client.close()
 
@@ -100,6 +92,10 @@ class DockerTarget:
     # creation -----------------------------------------------------------------------------------------------
 
     def create_machines(self, run: RunSpec) -> None:
+        """The run's network on its subnet, then one running container per machine at its IP; a retry adopts them.
+
+        Raises TargetError when the run id is malformed, the run's network or a machine's container exists but
+        belongs to another run (or the network to another subnet), or the engine refuses or does not answer."""
         check_run_id(run.run_id)
         network = self._ensure_network(run)
         for machine in run.plan.machines:
@@ -168,6 +164,11 @@ class DockerTarget:
     # services -----------------------------------------------------------------------------------------------
 
     def start_services(self, run: RunSpec) -> None:
+        """Every start stage in order, on all machines at once, each waited for until its health checks pass.
+
+        Raises TargetError when the run id is malformed, a stage does not become healthy (with the failing
+        containers' last log lines), an image is missing or does not declare a container's account, or the engine
+        refuses or does not answer."""
         check_run_id(run.run_id)
         for stage in StartStage:
             members = [(m, c) for m in run.plan.machines for c in m.containers if c.start_stage is stage]
@@ -178,6 +179,10 @@ class DockerTarget:
     # destruction and inventory ------------------------------------------------------------------------------
 
     def destroy(self, run_id: str) -> DestroyReport:
+        """Remove the run's containers (services before machines), volumes and networks, found by label.
+
+        Raises TargetError when the run id is malformed, or the engine refuses or does not answer; what is gone
+        already is skipped."""
         check_run_id(run_id)
         selector = {"label": [f"{LABEL_RUN_ID}={run_id}", f"{LABEL_MANAGED_BY}={MANAGER}"]}
         containers = self._call(lambda: self._api.containers(all=True, filters=selector), f"list run {run_id}")
@@ -212,6 +217,8 @@ class DockerTarget:
         return 1
 
     def list_runs(self) -> list[RunInventory]:
+        """Every run with a labelled container, volume or network. Raises TargetError when the engine refuses or
+        does not answer."""
         selector = {"label": [f"{LABEL_MANAGED_BY}={MANAGER}"]}
         labelled: list[dict[str, str]] = []
         labelled += [
@@ -228,6 +235,14 @@ class DockerTarget:
         return _inventory(labelled)
 
 
+def _expiry(label: str | None) -> datetime | None:
+    """The moment an expiry label names; None for none or a malformed one (judged by its ledger and flow run)."""
+    try:
+        return datetime.fromisoformat(label) if label else None
+    except ValueError:
+        return None
+
+
 def _inventory(labelled: Iterable[dict[str, str]]) -> list[RunInventory]:
     runs: dict[str, RunInventory] = {}
     for labels in labelled:
@@ -235,9 +250,7 @@ def _inventory(labelled: Iterable[dict[str, str]]) -> list[RunInventory]:
         if not run_id:
             continue
         expires = labels.get(LABEL_EXPIRES_AT)
-        inventory = runs.setdefault(
-            run_id, RunInventory(run_id=run_id, expires_at=datetime.fromisoformat(expires) if expires else None)
-        )
+        inventory = runs.setdefault(run_id, RunInventory(run_id=run_id, expires_at=_expiry(expires)))
         inventory.resources += 1
         machine = labels.get(LABEL_MACHINE)
         if machine and machine not in inventory.machines:

@@ -115,6 +115,7 @@ def bounds(settings: OrchestrationSettings, cloud: YandexSettings | None = None)
 
 
 def machine_images(settings: OrchestrationSettings) -> list[str]:
+    """The block's boot image of machines. Raises TargetError when no YandexCloud block is saved."""
     del settings
     return [f"yandex-cloud-image:{cloud_block(YandexSettings()).edge_image_id}"]
 
@@ -126,7 +127,10 @@ def runner_directory(run_id: str) -> PurePosixPath:
 
 def target_settings(settings: OrchestrationSettings, cloud: YandexSettings | None = None) -> YandexTargetSettings:
     """The cloud target from its block (folder, network, key) and the settings (Terraform, and what the machines
-    install). Listing and destroying runs need only the block; creating machines needs everything."""
+    install). Listing and destroying runs need only the block; creating machines needs everything.
+
+    Raises TargetError when no YandexCloud block is saved; what only creating machines needs, when missing, is
+    listed in `bootstrap_missing` instead."""
     own = cloud or YandexSettings()
     block = cloud_block(own)
     bucket = results_bucket(settings)
@@ -166,6 +170,7 @@ def target_settings(settings: OrchestrationSettings, cloud: YandexSettings | Non
 
 
 def open_backend(settings: OrchestrationSettings) -> YandexTarget:
+    """The backend of the block's folder. Raises TargetError when no YandexCloud block is saved."""
     return YandexTarget(target_settings(settings))
 
 

@@ -14,15 +14,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from infra.containers import StartServicesRequest
 from infra.edge_queues import dispatch, edge_tags
+from infra.retries import is_retryable
 from infra.targets.base import (
     DestroyReport,
+    ReleasedOnExit,
     RunInventory,
     RunSpec,
     TargetError,
@@ -124,7 +125,7 @@ def _expiry_of(resource: CloudResource) -> datetime | None:
     return parse_expires_label(resource.labels.get(LABEL_EXPIRES_AT) or resource.description.rpartition(" ")[2])
 
 
-class YandexTarget:
+class YandexTarget(ReleasedOnExit):
     """Runs in one Yandex Cloud folder. Owns its API client: use it as a context manager or call `close()`."""
 
     def __init__(
@@ -148,14 +149,6 @@ class YandexTarget:
         )
         self._api = YandexCloudApi(settings.service_account_key, settings.placement.folder_id, settings.api)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         self._api.close()
 
@@ -166,6 +159,10 @@ class YandexTarget:
     # creation -----------------------------------------------------------------------------------------------
 
     def create_machines(self, run: RunSpec) -> None:
+        """Apply the run's Terraform working directory: one VM per planned machine, each its queue's edge agent.
+
+        Raises TargetError when the run id is malformed, settings the machines' bootstrap needs are missing,
+        Terraform fails or runs past its bound, or a machine is not at its planned address."""
         check_run_id(run.run_id)
         bootstrap = self._bootstrap()
         user_data = {
@@ -185,7 +182,7 @@ class YandexTarget:
         try:
             outputs = self._terraform.apply(run.run_id, variables)
         except TerraformError as error:
-            raise TargetError(str(error)) from error
+            raise TargetError(str(error), retryable=error.retryable) from error
         created = outputs.get("machines", {})
         wrong = [
             f"{machine.name} (planned {machine.ip}, got {created.get(machine.name, {}).get('internal_ip')})"
@@ -205,7 +202,10 @@ class YandexTarget:
     # services -----------------------------------------------------------------------------------------------
 
     def start_services(self, run: RunSpec) -> None:
-        """Hand the spec to the machines through a Secret block, then start each stage on every machine at once."""
+        """Hand the spec to the machines through a Secret block, then start each stage on every machine at once.
+
+        Raises TargetError when the run id is malformed, settings the machines' bootstrap needs are missing, or a
+        stage fails on any machine (every machine's failure listed, whatever its cause)."""
         from prefect.blocks.system import Secret  # noqa: PLC0415 - the block API loads only when services start
 
         check_run_id(run.run_id)
@@ -226,9 +226,13 @@ class YandexTarget:
         self._progress(f"run {run.run_id}: {what} on {', '.join(machines)}")
         with ThreadPoolExecutor(max_workers=len(machines)) as pool:
             outcomes = list(pool.map(lambda name: self._start_stage(run, name, stage, block), machines))
-        failures = [outcome for outcome in outcomes if outcome is not None]
+        failures = [(name, error) for name, error in zip(machines, outcomes, strict=True) if error is not None]
         if failures:
-            raise TargetError(f"run {run.run_id}: {what} failed:\n" + "\n".join(failures))
+            # Starting a stage adopts what exists, so a retry is safe when every machine failed transiently.
+            raise TargetError(
+                f"run {run.run_id}: {what} failed:\n" + "\n".join(f"  {name}: {error}" for name, error in failures),
+                retryable=all(is_retryable(error) for _, error in failures),
+            )
         self._progress(f"run {run.run_id}: {what} done")
 
     def _for_machines(self, run: RunSpec) -> RunSpec:
@@ -249,7 +253,7 @@ class YandexTarget:
         ]
         return run.model_copy(update={"plan": run.plan.model_copy(update={"machines": machines})})
 
-    def _start_stage(self, run: RunSpec, machine: str, stage: StartStage | None, block: str) -> str | None:
+    def _start_stage(self, run: RunSpec, machine: str, stage: StartStage | None, block: str) -> Exception | None:
         request = StartServicesRequest(
             run_id=run.run_id, machine=machine, stage=stage, run_block=block,
             api_timeout_s=self._settings.engine_timeout_s, registry_block=self._settings.registry_block,
@@ -261,14 +265,17 @@ class YandexTarget:
                 self._settings.services_timeout_s, tags=edge_tags(run.run_id),
             )  # fmt: skip
         except Exception as error:  # whatever stopped one machine, every machine's outcome is reported together
-            return f"  {machine}: {error}"
+            return error
         return None
 
     # destruction and inventory ------------------------------------------------------------------------------
 
     def destroy(self, run_id: str) -> DestroyReport:
         """The Secret block first (nothing needs the passwords any more, whatever fails next), then Terraform's
-        state, then whatever still carries the run's labels."""
+        state, then whatever still carries the run's labels.
+
+        Raises TargetError when the run id is malformed, `terraform destroy` fails or runs past its bound, or the
+        sweep cannot list or delete the labelled resources."""
         from prefect.blocks.system import Secret  # noqa: PLC0415
 
         check_run_id(run_id)
@@ -281,22 +288,28 @@ class YandexTarget:
         try:
             removed["terraform_states"] = int(self._terraform.destroy(run_id))
         except TerraformError as error:
-            raise TargetError(str(error)) from error
+            raise TargetError(str(error), retryable=error.retryable) from error
         try:
             leftovers = [resource for resource in self._api.resources() if _run_of(resource) == run_id]
             for kind in DELETION_ORDER:
                 removed[f"{kind}s"] = sum(self._api.delete(resource) for resource in leftovers if resource.kind == kind)
         except YandexCloudError as error:
-            raise TargetError(f"run {run_id}: sweep of labelled resources: {error}") from error
+            raise TargetError(
+                f"run {run_id}: sweep of labelled resources: {error}", retryable=error.retryable
+            ) from error
         self._progress(f"run {run_id}: destroyed {removed}")
         return DestroyReport(run_id=run_id, removed=removed)
 
     def list_runs(self) -> list[RunInventory]:
-        """Runs with labelled resources in the folder, or a Terraform working directory on this master."""
+        """Runs with labelled resources in the folder, or a Terraform working directory on this master.
+
+        Raises TargetError when the folder's resources cannot be listed."""
         try:
             resources = self._api.resources()
         except YandexCloudError as error:
-            raise TargetError(f"list runs in folder {self._settings.placement.folder_id}: {error}") from error
+            raise TargetError(
+                f"list runs in folder {self._settings.placement.folder_id}: {error}", retryable=error.retryable
+            ) from error
         runs: dict[str, RunInventory] = {}
         for resource in resources:
             run_id = _run_of(resource)
