@@ -49,7 +49,7 @@ from infra.targets.base import RunSpec, machine_queue_name
 from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
 from stroppy_domain.checks import Verdict
 from stroppy_domain.load import LoadStep, load_steps
-from stroppy_domain.model import BenchmarkTest, Driver, Target
+from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.services import generate_password
 from stroppy_domain.timeseries import scrape_targets
@@ -255,7 +255,7 @@ def _injected_step(test: BenchmarkTest, settings: OrchestrationSettings) -> RunS
 
 
 @flow(name="stroppy-test-run", persist_result=True, on_crashed=[_teardown_hook], on_cancellation=[_teardown_hook])
-def run_test(test: BenchmarkTest, target: Target) -> RunResult | State:
+def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult | State:
     """Provision the test's topology, run its load on the runner machine, and always tear everything down.
 
     A verdict other than PASSED ends the run FAILED, with the full result kept as its data.

@@ -41,6 +41,22 @@ def saved_block(block_type: type[B], name: str | None) -> B | None:
         return None
 
 
+def delete_block(block_type: type[Block], name: str) -> bool:
+    """Delete the block saved under `name`; False when there was none (deleting twice is harmless).
+
+    Raises whatever else deleting it raises (the API unreachable)."""
+    try:
+        block_type.delete(name, _sync=True)  # type: ignore[call-arg]
+    except ValueError as error:
+        # As on load: a missing document is a ValueError raised from the client's ObjectNotFound.
+        if not isinstance(error.__cause__, ObjectNotFound):
+            raise
+        return False
+    except ObjectNotFound:  # deleted by someone else between the look-up and the deletion
+        return False
+    return True
+
+
 def redis_connection(settings: OrchestrationSettings) -> RedisConnection:
     return saved_block(RedisConnection, settings.redis_block) or RedisConnection(url=settings.redis_url)
 

@@ -39,6 +39,10 @@ class Target(StrEnum):
     YANDEX_CLOUD = "yandex_cloud"
 
 
+DEFAULT_TARGET = Target.DOCKER
+"""Where a suite's tests run when neither the suite nor the test names a target."""
+
+
 class Workload(StrEnum):
     TPCC = "tpcc"
     TPCB = "tpcb"
@@ -366,7 +370,7 @@ class BenchmarkTest(Model):
 class Suite(Model):
     name: str = Field(pattern=NAME_PATTERN, description="The suite's name.")
     description: str = Field(default="", description="Free text.")
-    target: Target = Field(default=Target.DOCKER, description="Where tests run unless a test names its own.")
+    target: Target = Field(default=DEFAULT_TARGET, description="Where tests run unless a test names its own.")
     tests: list[BenchmarkTest] = Field(min_length=1, description="Its tests; names unique.")
 
     def target_of(self, test: BenchmarkTest) -> Target:

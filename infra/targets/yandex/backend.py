@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from infra.connections import delete_block
 from infra.containers import StartServicesRequest
 from infra.edge_queues import dispatch, edge_tags
 from infra.retries import is_retryable
@@ -280,11 +281,7 @@ class YandexTarget(ReleasedOnExit):
 
         check_run_id(run_id)
         removed: dict[str, int] = {}
-        try:
-            Secret.delete(run_block_name(run_id), _sync=True)  # type: ignore[call-arg]
-            removed["secret_blocks"] = 1
-        except ValueError:
-            removed["secret_blocks"] = 0
+        removed["secret_blocks"] = int(delete_block(Secret, run_block_name(run_id)))
         try:
             removed["terraform_states"] = int(self._terraform.destroy(run_id))
         except TerraformError as error:
