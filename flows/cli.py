@@ -13,16 +13,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 from flows.errors import OperateError
 from infra.images import planner_settings
-from stroppy_domain.errors import InvalidSuiteError, PlanningError, StroppyError
+from stroppy_domain.errors import REPORT_CHARS, InvalidSuiteError, Issue, PlanningError, StroppyError, printable
+from stroppy_domain.parsing import parse_document
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import Machine, RunPlan
 from stroppy_domain.reports import aligned
 from stroppy_domain.services import generate_password
 from stroppy_domain.settings import PlannerSettings
-from stroppy_domain.subnets import first_free_subnet
-from stroppy_domain.validation import load_suite, parse_document, structural_issues
+from stroppy_domain.subnets import SubnetError
+from stroppy_domain.validation import assign_subnets, load_suite, structural_issues
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -33,11 +36,37 @@ class CliError(StroppyError):
     """A problem with the user's input, already worded for the terminal."""
 
 
-def _read(path: str) -> str:
+def _max_input_bytes() -> int:
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415 - pydantic-settings, only when a file is read
+
+    return OrchestrationSettings().max_suite_bytes
+
+
+def _read(path: str, limit: int | None = None) -> str:
+    """The UTF-8 text of a suite, settings or config file of at most `limit` bytes (default: the setting
+    STROPPY_MAX_SUITE_BYTES), reading no more than that, so `/dev/zero` or an endless pipe is refused too.
+
+    Raises CliError when the file cannot be read, is larger than the limit, or is not UTF-8, and pydantic's
+    ValidationError when the environment's settings are not valid."""
+    limit = _max_input_bytes() if limit is None else limit
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as error:
         raise CliError(f"{path}: cannot read: {error}") from None
+    if len(data) > limit:
+        raise CliError(
+            f"{path}: larger than the limit of {limit} bytes; raise the setting STROPPY_MAX_SUITE_BYTES for a larger "
+            "file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise CliError(
+            f"{path}: not UTF-8 text: byte {data[error.start]:#04x} at byte offset {error.start} (line {line}): "
+            f"{error.reason}"
+        ) from None
 
 
 def _load_settings(path: str | None) -> PlannerSettings:
@@ -57,22 +86,24 @@ def _load_settings(path: str | None) -> PlannerSettings:
 
 
 def plan_suite(suite_path: str, settings: PlannerSettings) -> tuple[str, list[RunPlan]]:
-    """Plan every test of a suite, each on its own subnet chosen offline, as concurrent runs would get them.
+    """Plan every test of a suite, each on its own subnet chosen offline, as concurrent runs would get them; the
+    subnets are the ones validation checked (`assign_subnets`).
 
-    Raises CliError when the file cannot be read, InvalidSuiteError when the suite is invalid or a test cannot be
-    planned, and SubnetError when a test's address space has no subnet left for it."""
+    Raises CliError when the file cannot be read, and InvalidSuiteError when the suite is invalid, a test cannot be
+    planned or its address space has no subnet left for it (validation refuses those; this is the backstop)."""
     suite = load_suite(_read(suite_path), suite_path, settings)
-    taken: dict[str, list[str]] = {}
+    subnets, issues = assign_subnets([suite.target_of(test) for test in suite.tests], settings)
+    if issues:
+        raise InvalidSuiteError(issues, suite_path)
     plans = []
     for index, test in enumerate(suite.tests):
-        target = suite.target_of(test)
-        space = settings.address_space(target)
-        subnet = first_free_subnet(space.base_cidr, space.prefix, taken.setdefault(space.base_cidr, []))
-        taken[space.base_cidr].append(subnet)
+        path = f"tests[{index}]"
         try:
-            plans.append(plan_run(test, target, subnet, settings, generate_password, f"tests[{index}]"))
+            plans.append(plan_run(test, suite.target_of(test), subnets[index], settings, generate_password, path))
         except PlanningError as error:
             raise InvalidSuiteError([error.issue], suite_path) from None
+        except SubnetError as error:
+            raise InvalidSuiteError([Issue(path, str(error))], suite_path) from None
     return suite.name, plans
 
 
@@ -286,6 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperateError as error:
         print(f"stroppy-flows {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except ValidationError as error:  # the installation's settings, read from the environment (STROPPY_*)
+        print(InvalidSuiteError(structural_issues(error, BaseModel), f"settings {error.title}"), file=sys.stderr)
+    except StroppyError as error:
+        # The project's errors that are ValueErrors (planning, subnets, rendering, ...) are about the input;
+        # the others (a service, a download, a target) are operational.
+        print(f"stroppy-flows {args.command}: {printable(str(error), REPORT_CHARS)}", file=sys.stderr)
+        return EXIT_INVALID if isinstance(error, ValueError) else EXIT_FAILED
     return EXIT_INVALID
 
 

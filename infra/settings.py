@@ -68,6 +68,12 @@ class OrchestrationSettings(BaseSettings):
         "to (`python -m infra.images push`) and cloud machines pull them from; while none is saved, anonymous.",
     )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")
+    max_suite_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="Largest suite, settings or config file the command line reads, in bytes (default 1 MiB); a "
+        "larger file is refused before it is parsed.",
+    )
     inject_failure_at: dict[str, str] = Field(
         default_factory=dict,
         description="Testing aid, never set in production: test name -> run step at which that test's run fails on "

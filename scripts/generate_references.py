@@ -336,6 +336,7 @@ def render_suite_reference() -> str:
             "notice": notice,
             "models": "\n\n".join(sections),
             "reserved_postgresql_conf": ", ".join(f"`{name}`" for name in sorted(RESERVED_POSTGRESQL_CONF)),
+            "run_owned_env": ", ".join(f"`{name}`" for name in sorted(suite_model.RUN_OWNED_ENV)),
         },
     )
 

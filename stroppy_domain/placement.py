@@ -7,7 +7,9 @@ gives every machine an address from the reserved subnet and renders each service
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from pydantic import SecretStr
 
 from stroppy_domain.errors import PlanningError, join_path
 from stroppy_domain.layout import Layout, MachineLayout, ServiceSlot
@@ -27,11 +29,14 @@ from stroppy_domain.services import (
     PGBOUNCER_EXPORTER_PORT,
     POSTGRES_PORT,
     PasswordSource,
+    RenderError,
     RunCredentials,
     ServiceContext,
     load_passfile,
     render_container,
 )
+from stroppy_domain.services.common import rendering
+from stroppy_domain.services.render import pgpass_line
 from stroppy_domain.settings import PlannerSettings
 from stroppy_domain.subnets import machine_addresses
 
@@ -259,7 +264,7 @@ def plan_run(
         etcd_members=[machine.name for machine in layout.machines if machine.has(ServiceKind.ETCD)],
     )
     if credentials is None:
-        connection = _existing_connection(test)
+        connection = _existing_connection(test, path)
     else:
         entry_machine, entry_port = layout.entry
         connection = Connection(
@@ -290,24 +295,50 @@ def plan_run(
     return RunPlan(test_name=test.name, target=target, subnet=subnet, machines=machines, connection=connection)
 
 
-def _existing_connection(test: BenchmarkTest) -> Connection:
+def _existing_connection(test: BenchmarkTest, path: str) -> Connection:
+    """The load's connection to an existing database, read from its URL as libpq reads it: user and database name
+    percent-decoded, the host without an IPv6 address's brackets (as PGHOST wants it). They are checked here, so
+    that a URL, the runner's password file and the load's environment can hold them before any run starts.
+
+    Raises PlanningError naming the connection string when they cannot."""
     existing = test.database.existing
     if existing is None:
-        raise PlanningError("database", "names no existing database")
-    parts = urlsplit(existing.connection_string)
-    return Connection(
-        host=parts.hostname or "",
+        raise PlanningError(join_path(path, "database"), "names no existing database")
+    source = join_path(path, "database", "existing", "connection_string")
+    url = existing.connection_string
+    parts = urlsplit(url)
+    connection = Connection(
+        host=_percent_decoded(parts.hostname or "", "host", source, url),
         port=parts.port or POSTGRES_PORT,
-        dbname=parts.path.lstrip("/") or "postgres",
-        user=parts.username or "postgres",
+        dbname=_percent_decoded(parts.path.removeprefix("/"), "database name", source, url) or "postgres",
+        user=_percent_decoded(parts.username or "", "user", source, url) or "postgres",
         password_block=existing.password_block,
     )
+    with rendering(source, url):
+        connection.dsn()
+        pgpass_line(connection.host, connection.port, connection.dbname, connection.user, SecretStr(""))
+    return connection
+
+
+def _percent_decoded(text: str, what: str, source: str, url: str) -> str:
+    """`text` of a URL percent-decoded; raises PlanningError at `source` when the bytes are not UTF-8."""
+    try:
+        return unquote_to_bytes(text).decode()
+    except UnicodeDecodeError:
+        raise PlanningError(source, f"the {what} is not UTF-8 once percent-decoded", url) from None
 
 
 def with_runner_password(plan: RunPlan, password: str) -> RunPlan:
-    """The plan with the runner holding the password of an existing database (read from its Secret block)."""
+    """The plan with the runner holding the password of an existing database (read from its Secret block).
+
+    Raises PlanningError when the password holds a line break or a NUL byte, which a password file cannot."""
     connection = plan.connection
-    passfile = load_passfile(connection.host, connection.port, connection.user, connection.dbname, password)
+    try:
+        passfile = load_passfile(connection.host, connection.port, connection.user, connection.dbname, password)
+    except RenderError as error:
+        raise PlanningError(
+            join_path("database", "existing", "password_block"), f"the password in this Secret block: {error}"
+        ) from None
     machines = [
         machine.model_copy(update={"secret_files": [passfile]}) if machine.role is MachineRole.RUNNER else machine
         for machine in plan.machines

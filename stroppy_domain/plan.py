@@ -120,11 +120,16 @@ class Connection(Model):
     password_block: str | None = None
 
     def dsn(self, *, reveal_password: bool = False) -> str:
-        """The URL without its password (drivers read it from PGPASSFILE), or with it when asked explicitly."""
-        secret = ""
-        if reveal_password and self.password is not None:
-            secret = ":" + self.password.get_secret_value()
-        return f"postgres://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}?sslmode=disable"
+        """The URL without its password (drivers read it from PGPASSFILE), or with it when asked explicitly: user,
+        password and database percent-encoded, an IPv6 host in brackets. `host`, `user` and `dbname` hold the plain
+        values, as libpq's PGHOST, PGUSER and PGDATABASE want them.
+
+        Raises RenderError for a host that is neither a host name nor an IP address, or a NUL byte."""
+        # Imported here: the services package imports this module, so a top-level import would be circular.
+        from stroppy_domain.services.render import postgres_url  # noqa: PLC0415
+
+        password = self.password if reveal_password else None
+        return postgres_url(self.user, self.host, self.port, self.dbname, password, sslmode="disable")
 
 
 class RunPlan(Model):

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
-from stroppy_domain.model import Model, StorageEngine, Target
+from stroppy_domain.model import InputModel, Integer, StorageEngine, Target
 
 PROJECT_VERSION = "0.1.0"
 DB_NODE_IMAGE = f"stroppy-flows/db-node:{PROJECT_VERSION}-pg17"
@@ -23,8 +23,10 @@ _REFERENCE = re.compile(
 
 
 def check_pinned_image(reference: str) -> str:
-    """An image reference pinned by a version tag or a digest; `:latest` and bare names are refused."""
-    match = _REFERENCE.match(reference)
+    """An image reference pinned by a version tag or a digest; `:latest` and bare names are refused.
+
+    Raises ValueError for anything else (a line break or a space included)."""
+    match = _REFERENCE.fullmatch(reference)
     if match is None:
         raise ValueError("not an image reference (expected NAME:TAG or NAME@sha256:DIGEST)")
     if match.group("digest") is None and match.group("tag") in {None, "latest"}:
@@ -35,7 +37,7 @@ def check_pinned_image(reference: str) -> str:
 PinnedImage = Annotated[str, AfterValidator(check_pinned_image)]
 
 
-class ImageCatalogue(Model):
+class ImageCatalogue(InputModel):
     """Which image runs each kind of service. PostgreSQL images are keyed `<version>` or `<version>-orioledb`."""
 
     postgres: dict[str, PinnedImage] = Field(default_factory=lambda: {"17": DB_NODE_IMAGE})
@@ -66,11 +68,11 @@ def _check_cidr(text: str) -> str:
     return str(network)
 
 
-class AddressSpace(Model):
+class AddressSpace(InputModel):
     """The private range a target carves per-run subnets from, and the size of each subnet."""
 
     base_cidr: Annotated[str, AfterValidator(_check_cidr)]
-    prefix: int = Field(default=24, ge=8, le=29)
+    prefix: Integer = Field(default=24, ge=8, le=29)
 
     @field_validator("prefix")
     @classmethod
@@ -88,7 +90,7 @@ def _default_address_spaces() -> dict[Target, AddressSpace]:
     }
 
 
-class PlannerSettings(Model):
+class PlannerSettings(InputModel):
     images: ImageCatalogue = Field(default_factory=ImageCatalogue)
     address_spaces: dict[Target, AddressSpace] = Field(default_factory=_default_address_spaces)
 

@@ -2,12 +2,14 @@
 
 The configuration targets the database-node image (Debian trixie packages: PostgreSQL, Patroni, etcd,
 PgBouncer and the Prometheus exporters), and uses only settings those programs actually read. Each service has a
-module of its own; scripts and configuration files are templates under `templates/`. This module picks the
-renderer of a service and re-exports the names the rest of the project uses.
+module of its own; scripts and configuration files are templates under `templates/`, and every value written into
+them goes through `render`, which quotes or refuses it for its format. This module picks the renderer of a service
+and re-exports the names the rest of the project uses.
 """
 
 from __future__ import annotations
 
+from stroppy_domain.errors import PlanningError
 from stroppy_domain.layout import MachineLayout, ServiceSlot
 from stroppy_domain.plan import Container, ServiceKind
 from stroppy_domain.services.backup import render_backup
@@ -42,6 +44,7 @@ from stroppy_domain.services.exporters import render_node_exporter, render_pgbou
 from stroppy_domain.services.patroni import render_patroni_postgres
 from stroppy_domain.services.pgbouncer import render_pgbouncer
 from stroppy_domain.services.postgres import render_plain_postgres
+from stroppy_domain.services.render import INCLUDE_DIRECTIVES, RenderError
 from stroppy_domain.services.runner import load_passfile
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "APP_USER",
     "CONF_DIR",
     "ETCD_VOLUME",
+    "INCLUDE_DIRECTIVES",
     "LOAD_PASSFILE",
     "MONITOR_USER",
     "PATRONI_PORT",
@@ -64,6 +68,7 @@ __all__ = [
     "SUPERUSER",
     "UNPRIVILEGED_ACCOUNT",
     "PasswordSource",
+    "RenderError",
     "RunCredentials",
     "ServiceContext",
     "generate_password",
@@ -94,4 +99,9 @@ def render_container(
     kind: ServiceKind, machine: MachineLayout, slot: ServiceSlot, context: ServiceContext
 ) -> Container:
     """The container of the service `slot` (of `kind`) on `machine`; raises PlanningError naming the bad field."""
-    return _RENDERERS[kind](machine, slot, context)
+    try:
+        return _RENDERERS[kind](machine, slot, context)
+    except RenderError as error:
+        # Renderers name the exact field of a suite value they refuse; a refusal left unnamed is of a value the
+        # planner computed, so the service's own field is the nearest the user can look at.
+        raise PlanningError(slot.source, str(error)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pydantic import SecretStr
 
 from stroppy_domain.errors import PlanningError, join_path
@@ -15,8 +17,16 @@ from stroppy_domain.services.common import (
     POSTGRES_PORT,
     ServiceContext,
     bin_dir,
-    pgpass_line,
+    rendering,
     settings_for,
+)
+from stroppy_domain.services.render import (
+    cron_schedule,
+    cron_word,
+    crontab,
+    pgpass_line,
+    shell_in_double_quotes,
+    shell_plain,
 )
 from stroppy_domain.services.templating import render_template
 
@@ -27,7 +37,7 @@ def render_backup(machine: MachineLayout, slot: ServiceSlot, context: ServiceCon
     """The backup container: cron runs the dump script on the configured schedule, logging next to the dumps.
 
     Raises PlanningError when the test has no database template, or no backup here, or one other than pg_dump to
-    local storage."""
+    local storage, or a schedule or directory that cannot be written into the crontab and the script."""
     credentials = context.require_credentials()
     backup = _configured_backup(context)
     if backup is None:
@@ -37,20 +47,30 @@ def render_backup(machine: MachineLayout, slot: ServiceSlot, context: ServiceCon
     if backup.storage.local is None:
         raise PlanningError(join_path(slot.source, "storage"), "only local backup storage can be planned so far")
     settings, _ = settings_for(machine, context)
-    directory = backup.storage.local.path.rstrip("/")
+    path = backup.storage.local.path
+    path_source = join_path(slot.source, "storage", "local", "path")
+    directory = _directory(path, path_source)
+    with rendering(path_source, path):
+        # The script quotes the directory itself ("$directory"); the crontab has it as a word of its own.
+        script_directory, cron_directory = shell_in_double_quotes(directory), cron_word(directory)
     script = render_template(
         "backup.sh",
-        directory=directory,
-        conf_dir=_CONF_DIR,
-        bin_dir=bin_dir(settings.version),
-        port=POSTGRES_PORT,
-        user=APP_USER,
-        database=APP_DATABASE,
-        prefix=f"{APP_DATABASE}-{machine.name}",
+        directory=script_directory,
+        conf_dir=shell_plain(_CONF_DIR),
+        bin_dir=shell_plain(bin_dir(settings.version)),
+        port=shell_plain(POSTGRES_PORT),
+        user=shell_plain(APP_USER),
+        database=shell_plain(APP_DATABASE),
+        prefix=shell_plain(f"{APP_DATABASE}-{machine.name}"),
         # find counts whole minutes; a retention under a minute still keeps dumps for one rather than none.
-        retention_minutes=max(1, backup.retention // 60),
+        retention_minutes=shell_plain(max(1, backup.retention // 60)),
     )
-    crontab = render_template("backup.cron", schedule=backup.schedule, conf_dir=_CONF_DIR, directory=directory)
+    with rendering(join_path(slot.source, "schedule"), backup.schedule):
+        schedule = cron_schedule(backup.schedule)
+    with rendering(path_source, path):
+        cron_file = crontab(
+            render_template("backup.cron", schedule=schedule, conf_dir=shell_plain(_CONF_DIR), directory=cron_directory)
+        )
     return Container(
         kind=ServiceKind.BACKUP,
         image=context.images.backup,
@@ -58,7 +78,7 @@ def render_backup(machine: MachineLayout, slot: ServiceSlot, context: ServiceCon
         user="root",
         files=[
             ConfigFile(path=f"{_CONF_DIR}/backup.sh", content=script, mode=0o755),
-            ConfigFile(path="/etc/cron.d/stroppy-backup", content=crontab),
+            ConfigFile(path="/etc/cron.d/stroppy-backup", content=cron_file),
         ],
         secret_files=[
             SecretFile(
@@ -70,6 +90,17 @@ def render_backup(machine: MachineLayout, slot: ServiceSlot, context: ServiceCon
         health_check=HealthCheck(command=["pgrep", "-x", "cron"]),
         start_stage=StartStage.FRONTENDS,
     )
+
+
+def _directory(path: str, source: str) -> str:
+    """The backup directory without its trailing slash. It becomes a volume's mount point, so it must say plainly
+    where that is: `..` could mount the volume over a system directory.
+
+    Raises PlanningError at `source` for a relative path, the root, or one with '.', '..' or '//' in it."""
+    directory = path.rstrip("/")
+    if not directory.startswith("/") or posixpath.normpath(directory) != directory:
+        raise PlanningError(source, "must be an absolute directory without '.', '..' or '//' in it", path)
+    return directory
 
 
 def _configured_backup(context: ServiceContext) -> Backup | None:

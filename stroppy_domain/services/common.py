@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -17,6 +18,14 @@ from stroppy_domain.errors import PlanningError, join_path
 from stroppy_domain.layout import MachineLayout, ServiceSlot
 from stroppy_domain.model import BenchmarkTest, ClusterTemplate, PostgresSettings, StorageEngine
 from stroppy_domain.plan import Container, HealthCheck
+from stroppy_domain.services.render import (
+    RenderError,
+    conf_name,
+    conf_value,
+    hba_line,
+    sql_identifier,
+    sql_literal,
+)
 from stroppy_domain.settings import ImageCatalogue
 
 PasswordSource = Callable[[str], str]
@@ -122,14 +131,16 @@ def bin_dir(version: int) -> str:
     return f"/usr/lib/postgresql/{version}/bin"
 
 
-def quote_conf(value: str) -> str:
-    """`value` as a postgresql.conf string literal."""
-    return "'" + value.replace("'", "''") + "'"
+@contextmanager
+def rendering(path: str, *shown: object) -> Iterator[None]:
+    """Names the suite field a value came from when the rendering layer refuses it: a RenderError raised inside
+    becomes a PlanningError at `path`, showing `shown` (the value) when given; a secret is never shown.
 
-
-def pgpass_line(host: str, port: int, database: str, user: str, password: SecretStr) -> str:
-    """One line of a libpq password file."""
-    return f"{host}:{port}:{database}:{user}:{password.get_secret_value()}\n"
+    Raises PlanningError."""
+    try:
+        yield
+    except RenderError as error:
+        raise PlanningError(path, str(error), *shown) from None
 
 
 def http_check(port: int, path: str = "/metrics") -> HealthCheck:
@@ -171,6 +182,52 @@ def postgres_image(settings: PostgresSettings, context: ServiceContext, source: 
     return image
 
 
+def user_conf_sources(machine: MachineLayout, context: ServiceContext) -> list[tuple[str, dict[str, str]]]:
+    """Each postgresql.conf mapping of the suite that reaches `machine`, with its path: the instance's or the
+    cluster's settings (which Patroni's bootstrap writes on every node), then this replica's override."""
+    database_path = join_path(context.path, "database")
+    database = context.test.database
+    if database.instance is not None:
+        conf = database.instance.settings.postgresql_conf
+        return [(join_path(database_path, "instance", "settings", "postgresql_conf"), dict(conf))]
+    cluster = context.cluster
+    if cluster is None:
+        return []
+    cluster_path = join_path(database_path, "cluster")
+    sources = [
+        (
+            join_path(cluster_path, "topology", "settings", "postgresql_conf"),
+            dict(cluster.topology.settings.postgresql_conf),
+        )
+    ]
+    for position, override in enumerate(cluster.replica_overrides):
+        if override.index == machine.replica_index:
+            sources.append(
+                (
+                    join_path(cluster_path, "replica_overrides", position, "postgresql_conf"),
+                    dict(override.postgresql_conf),
+                )
+            )
+    return sources
+
+
+def check_user_conf(machine: MachineLayout, context: ServiceContext) -> None:
+    """Every suite postgresql.conf setting reaching `machine` can be written to postgresql.conf as it is meant: its
+    name is a setting's, neither one the planner owns nor an include directive, and its value fits a quoted string.
+    PostgreSQL's file and Patroni's (which writes the file itself, quoting as `conf_value` does) both rely on it.
+
+    Raises PlanningError naming the setting."""
+    for path, conf in user_conf_sources(machine, context):
+        for name, value in conf.items():
+            setting_path = join_path(path, name)
+            if name in RESERVED_POSTGRESQL_CONF:
+                raise PlanningError(setting_path, "is managed by stroppy-flows and cannot be set", value)
+            with rendering(setting_path, name):
+                conf_name(name)
+            with rendering(setting_path, value):
+                conf_value(value)
+
+
 def engine_parameters(settings: PostgresSettings) -> dict[str, str]:
     """The server parameters the storage engine needs loaded before any table uses it."""
     if settings.storage_engine is StorageEngine.ORIOLEDB:
@@ -181,29 +238,29 @@ def engine_parameters(settings: PostgresSettings) -> dict[str, str]:
 def hba_rules(subnet: str) -> list[str]:
     """pg_hba rules: peer over the socket, scram-sha-256 from loopback and from the run's subnet only."""
     return [
-        "local all all peer",
-        "host all all 127.0.0.1/32 scram-sha-256",
-        f"host replication {REPLICATION_USER} {subnet} scram-sha-256",
-        f"host all all {subnet} scram-sha-256",
+        hba_line("local", "all", "all", "peer"),
+        hba_line("host", "all", "all", "127.0.0.1/32", "scram-sha-256"),
+        hba_line("host", "replication", REPLICATION_USER, subnet, "scram-sha-256"),
+        hba_line("host", "all", "all", subnet, "scram-sha-256"),
     ]
 
 
 def bootstrap_sql(credentials: RunCredentials, settings: PostgresSettings, create_replication_user: bool) -> str:
     """The roles and database a fresh cluster needs; Patroni creates the replication role itself."""
+    replication, app, monitor = (sql_identifier(name) for name in (REPLICATION_USER, APP_USER, MONITOR_USER))
+    database = sql_identifier(APP_DATABASE)
     statements = []
     if create_replication_user:
         statements.append(
-            f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN "
-            f"PASSWORD '{credentials.replication.get_secret_value()}';"
+            f"CREATE ROLE {replication} WITH REPLICATION LOGIN PASSWORD {sql_literal(credentials.replication)};"
         )
     statements += [
-        f"CREATE ROLE {APP_USER} WITH LOGIN PASSWORD '{credentials.app.get_secret_value()}';",
-        f"CREATE DATABASE {APP_DATABASE} OWNER {APP_USER};",
-        f"CREATE ROLE {MONITOR_USER} WITH LOGIN PASSWORD '{credentials.monitor.get_secret_value()}' "
-        "IN ROLE pg_monitor;",
+        f"CREATE ROLE {app} WITH LOGIN PASSWORD {sql_literal(credentials.app)};",
+        f"CREATE DATABASE {database} OWNER {app};",
+        f"CREATE ROLE {monitor} WITH LOGIN PASSWORD {sql_literal(credentials.monitor)} IN ROLE pg_monitor;",
     ]
     if settings.storage_engine is StorageEngine.ORIOLEDB:
-        statements += [f"\\connect {APP_DATABASE}", "CREATE EXTENSION IF NOT EXISTS orioledb;"]
+        statements += [f"\\connect {database}", "CREATE EXTENSION IF NOT EXISTS orioledb;"]
     return "\n".join(statements) + "\n"
 
 

@@ -15,8 +15,8 @@ from stroppy_domain.services.common import (
     UNPRIVILEGED_ACCOUNT,
     ServiceContext,
     http_check,
-    pgpass_line,
 )
+from stroppy_domain.services.render import pgpass_line, postgres_url, postgres_url_address
 
 
 def render_node_exporter(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
@@ -48,7 +48,7 @@ def render_postgres_exporter(machine: MachineLayout, slot: ServiceSlot, context:
         command=["prometheus-postgres-exporter", f"--web.listen-address=:{port}"],
         user=POSTGRES_USER_ACCOUNT,
         env={
-            "DATA_SOURCE_URI": f"127.0.0.1:{POSTGRES_PORT}/{APP_DATABASE}?sslmode=disable",
+            "DATA_SOURCE_URI": postgres_url_address("127.0.0.1", POSTGRES_PORT, APP_DATABASE, {"sslmode": "disable"}),
             "DATA_SOURCE_USER": MONITOR_USER,
             "DATA_SOURCE_PASS_FILE": password_file,
         },
@@ -73,7 +73,8 @@ def render_pgbouncer_exporter(machine: MachineLayout, slot: ServiceSlot, context
         command=[
             "prometheus-pgbouncer-exporter",
             f"--web.listen-address=:{port}",
-            f"--pgBouncer.connectionString=postgres://{MONITOR_USER}@127.0.0.1:{pgbouncer_port}/pgbouncer?sslmode=disable",
+            "--pgBouncer.connectionString="
+            + postgres_url(MONITOR_USER, "127.0.0.1", pgbouncer_port, "pgbouncer", sslmode="disable"),
         ],
         user=POSTGRES_USER_ACCOUNT,
         env={"PGPASSFILE": pgpass},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from pydantic import SecretStr
 
 from stroppy_domain.errors import PlanningError, join_path
@@ -35,6 +34,7 @@ from stroppy_domain.services.common import (
     ServiceContext,
     bin_dir,
     bootstrap_sql,
+    check_user_conf,
     engine_parameters,
     hba_rules,
     http_check,
@@ -42,6 +42,7 @@ from stroppy_domain.services.common import (
     replica_count,
     settings_for,
 )
+from stroppy_domain.services.render import shell_plain, yaml_document
 from stroppy_domain.services.templating import render_template
 
 _CONF_DIR = f"{CONF_DIR}/patroni"
@@ -50,9 +51,11 @@ _CONF_DIR = f"{CONF_DIR}/patroni"
 def render_patroni_postgres(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
     """The Patroni container of a cluster machine; its health tells when the next start stage may begin.
 
-    Raises PlanningError when the test has no cluster template with Patroni settings and etcd, or the image
-    catalogue no image for its PostgreSQL."""
+    Raises PlanningError when the test has no cluster template with Patroni settings and etcd, the image catalogue
+    no image for its PostgreSQL, or a postgresql.conf setting of the suite cannot be written as meant: Patroni writes
+    postgresql.conf itself, quoting values as `render.conf_value` does and names not at all."""
     credentials = context.require_credentials()
+    check_user_conf(machine, context)
     settings, user_conf = settings_for(machine, context)
     patroni = settings.patroni
     cluster = context.cluster
@@ -71,12 +74,14 @@ def render_patroni_postgres(machine: MachineLayout, slot: ServiceSlot, context: 
         files=[
             ConfigFile(
                 path=f"{_CONF_DIR}/post-bootstrap.sh",
-                content=render_template("post-bootstrap.sh", bin_dir=programs, conf_dir=_CONF_DIR),
+                content=render_template(
+                    "post-bootstrap.sh", bin_dir=shell_plain(programs), conf_dir=shell_plain(_CONF_DIR)
+                ),
                 mode=0o755,
             )
         ],
         secret_files=[
-            SecretFile(path=f"{_CONF_DIR}/patroni.yml", content=SecretStr(yaml.safe_dump(config, sort_keys=False))),
+            SecretFile(path=f"{_CONF_DIR}/patroni.yml", content=SecretStr(yaml_document(config))),
             SecretFile(
                 path=f"{_CONF_DIR}/bootstrap.sql",
                 content=SecretStr(bootstrap_sql(credentials, settings, create_replication_user=False)),
@@ -152,5 +157,5 @@ def _patroni_config(
 
 
 def _replica_streaming_check() -> HealthCheck:
-    status = f"curl -fsS http://127.0.0.1:{PATRONI_PORT}/patroni"
+    status = f"curl -fsS http://127.0.0.1:{shell_plain(PATRONI_PORT)}/patroni"
     return HealthCheck(command=["sh", "-c", f'{status} | grep -q \'"replication_state": "streaming"\''])

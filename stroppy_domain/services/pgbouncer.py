@@ -16,8 +16,8 @@ from stroppy_domain.services.common import (
     POSTGRES_USER_ACCOUNT,
     ServiceContext,
     bin_dir,
-    pgpass_line,
 )
+from stroppy_domain.services.render import pgbouncer_auth_line, pgbouncer_value, pgpass_line
 from stroppy_domain.services.templating import render_template
 
 _CONF_DIR = f"{CONF_DIR}/pgbouncer"
@@ -33,20 +33,20 @@ def render_pgbouncer(machine: MachineLayout, slot: ServiceSlot, context: Service
     if cluster is None or cluster.addons.pgbouncer is None:
         raise PlanningError(slot.source, "PgBouncer needs a cluster template")
     pgbouncer = cluster.addons.pgbouncer
-    ini = render_template(
-        "pgbouncer.ini",
-        database=APP_DATABASE,
-        primary_host=context.master_ip,
-        primary_port=POSTGRES_PORT,
-        port=pgbouncer.port,
-        conf_dir=_CONF_DIR,
-        pool_mode=pgbouncer.pool_mode,
-        pool_size=pgbouncer.pool_size,
-        max_client_conn=pgbouncer.max_client_conn,
-        stats_user=MONITOR_USER,
-    )
+    values: dict[str, object] = {
+        "database": APP_DATABASE,
+        "primary_host": context.master_ip,
+        "primary_port": POSTGRES_PORT,
+        "port": pgbouncer.port,
+        "conf_dir": _CONF_DIR,
+        "pool_mode": pgbouncer.pool_mode,
+        "pool_size": pgbouncer.pool_size,
+        "max_client_conn": pgbouncer.max_client_conn,
+        "stats_user": MONITOR_USER,
+    }
+    ini = render_template("pgbouncer.ini", **{name: pgbouncer_value(value) for name, value in values.items()})
     userlist = "".join(
-        f'"{user}" "{password.get_secret_value()}"\n'
+        pgbouncer_auth_line(user, password)
         for user, password in ((APP_USER, credentials.app), (MONITOR_USER, credentials.monitor))
     )
     pgpass = pgpass_line("127.0.0.1", pgbouncer.port, APP_DATABASE, MONITOR_USER, credentials.monitor)

@@ -28,14 +28,14 @@ from stroppy_domain.services.common import (
     ServiceContext,
     bin_dir,
     bootstrap_sql,
+    check_user_conf,
     engine_parameters,
     hba_rules,
-    pgpass_line,
     postgres_image,
-    quote_conf,
     replica_count,
     settings_for,
 )
+from stroppy_domain.services.render import conninfo, pgpass_line, postgresql_conf, shell_plain
 from stroppy_domain.services.templating import render_template
 
 _CONF_DIR = f"{CONF_DIR}/postgres"
@@ -44,9 +44,10 @@ _CONF_DIR = f"{CONF_DIR}/postgres"
 def render_plain_postgres(machine: MachineLayout, slot: ServiceSlot, context: ServiceContext) -> Container:
     """The PostgreSQL container of a machine whose cluster does not run Patroni.
 
-    Raises PlanningError when the test has no database template, or the image catalogue no image for its
-    PostgreSQL."""
+    Raises PlanningError when the test has no database template, the image catalogue no image for its PostgreSQL,
+    or a postgresql.conf setting of the suite cannot be written as meant."""
     credentials = context.require_credentials()
+    check_user_conf(machine, context)
     settings, user_conf = settings_for(machine, context)
     programs = bin_dir(settings.version)
     is_replica = machine.role is MachineRole.REPLICA
@@ -64,23 +65,31 @@ def render_plain_postgres(machine: MachineLayout, slot: ServiceSlot, context: Se
         **user_conf,
     }
     if is_replica:
-        parameters["primary_conninfo"] = (
-            f"host={context.master_ip} port={POSTGRES_PORT} user={REPLICATION_USER} "
-            f"passfile={_CONF_DIR}/pgpass application_name={machine.name.replace('-', '_')}"
+        parameters["primary_conninfo"] = conninfo(
+            {
+                "host": context.master_ip,
+                "port": str(POSTGRES_PORT),
+                "user": REPLICATION_USER,
+                "passfile": f"{_CONF_DIR}/pgpass",
+                "application_name": machine.name.replace("-", "_"),
+            }
         )
-    postgresql_conf = "".join(f"{key} = {quote_conf(value)}\n" for key, value in parameters.items())
     start = (
         render_template(
             "replica-start.sh",
-            bin_dir=programs,
-            conf_dir=_CONF_DIR,
-            master_ip=context.master_ip,
-            port=POSTGRES_PORT,
-            replication_user=REPLICATION_USER,
+            bin_dir=shell_plain(programs),
+            conf_dir=shell_plain(_CONF_DIR),
+            master_ip=shell_plain(context.master_ip),
+            port=shell_plain(POSTGRES_PORT),
+            replication_user=shell_plain(REPLICATION_USER),
         )
         if is_replica
         else render_template(
-            "primary-start.sh", bin_dir=programs, conf_dir=_CONF_DIR, superuser=SUPERUSER, socket_dir=SOCKET_DIR
+            "primary-start.sh",
+            bin_dir=shell_plain(programs),
+            conf_dir=shell_plain(_CONF_DIR),
+            superuser=shell_plain(SUPERUSER),
+            socket_dir=shell_plain(SOCKET_DIR),
         )
     )
     secret_files = [
@@ -88,7 +97,7 @@ def render_plain_postgres(machine: MachineLayout, slot: ServiceSlot, context: Se
         SecretFile(
             path=f"{_CONF_DIR}/pgpass",
             content=SecretStr(
-                pgpass_line(context.master_ip, POSTGRES_PORT, "*", REPLICATION_USER, credentials.replication)
+                pgpass_line(context.master_ip, POSTGRES_PORT, None, REPLICATION_USER, credentials.replication)
             ),
         ),
     ]
@@ -106,7 +115,7 @@ def render_plain_postgres(machine: MachineLayout, slot: ServiceSlot, context: Se
         user=POSTGRES_USER_ACCOUNT,
         env={"PGDATA": PGDATA, "PGPASSFILE": f"{_CONF_DIR}/pgpass"},
         files=[
-            ConfigFile(path=f"{_CONF_DIR}/postgresql.conf", content=postgresql_conf),
+            ConfigFile(path=f"{_CONF_DIR}/postgresql.conf", content=postgresql_conf(parameters)),
             ConfigFile(path=f"{_CONF_DIR}/pg_hba.conf", content="\n".join(hba_rules(context.subnet)) + "\n"),
             ConfigFile(path=f"{_CONF_DIR}/start.sh", content=start, mode=0o755),
         ],

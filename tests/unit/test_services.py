@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from stroppy_domain.placement import plan_run
+from stroppy_domain.placement import plan_run, with_runner_password
 from stroppy_domain.plan import MachineRole, RunPlan, ServiceKind, StartStage
 from stroppy_domain.services import generate_password
 from stroppy_domain.settings import ImageCatalogue, PlannerSettings
@@ -245,3 +245,61 @@ def test_runner_has_its_own_address() -> None:
     plan = plan_of()
     assert plan.runner.ip == "10.77.3.7"
     assert plan.runner.ip not in {machine.ip for machine in plan.machines if machine.role is not MachineRole.RUNNER}
+
+
+def test_an_existing_database_on_ipv6_with_percent_encoded_names_gets_a_correct_url_and_password_line() -> None:
+    def existing(data: dict) -> None:
+        data["tests"][0]["database"] = {
+            "existing": {
+                "connection_string": "postgresql://us%40er@[2001:db8::1]:5433/my%2Fdb",
+                "password_block": "bench-db",
+            }
+        }
+
+    plan = plan_of(existing, index=0)
+    connection = plan.connection
+    assert (connection.host, connection.port, connection.user, connection.dbname) == (
+        "2001:db8::1",
+        5433,
+        "us@er",
+        "my/db",
+    )
+    assert connection.dsn() == "postgres://us%40er@[2001:db8::1]:5433/my%2Fdb?sslmode=disable"
+    (passfile,) = with_runner_password(plan, "pa:ss\\word").runner.secret_files
+    assert passfile.content.get_secret_value() == "2001\\:db8\\:\\:1:5433:my/db:us@er:pa\\:ss\\\\word\n"
+
+
+def test_an_existing_database_user_with_a_colon_is_escaped_in_the_password_line() -> None:
+    def existing(data: dict) -> None:
+        data["tests"][0]["database"] = {
+            "existing": {"connection_string": "postgres://a%3Ab@db.example/tpcc", "password_block": "bench-db"}
+        }
+
+    plan = plan_of(existing, index=0)
+    assert plan.connection.user == "a:b"
+    assert plan.connection.dsn() == "postgres://a%3Ab@db.example:5432/tpcc?sslmode=disable"
+    (passfile,) = with_runner_password(plan, "pw").runner.secret_files
+    assert passfile.content.get_secret_value() == "db.example:5432:tpcc:a\\:b:pw\n"
+
+
+TRICKY_CONF = {"search_path": '"$user", public', "application_name": "O'Brien \\ bench"}
+
+
+def test_postgresql_conf_values_with_quotes_and_backslashes_are_quoted_as_postgresql_reads_them() -> None:
+    def tricky(data: dict) -> None:
+        plain_cluster(data)
+        data["tests"][1]["database"]["cluster"]["topology"]["settings"] = {"postgresql_conf": TRICKY_CONF}
+
+    conf = files_of(plan_of(tricky), "postgres-master", ServiceKind.POSTGRES)["/etc/stroppy/postgres/postgresql.conf"]
+    assert "search_path = '\"$user\", public'\n" in conf
+    assert "application_name = 'O''Brien \\\\ bench'\n" in conf
+
+
+def test_patroni_receives_tricky_postgresql_conf_values_unchanged() -> None:
+    def tricky(data: dict) -> None:
+        data["tests"][1]["database"]["cluster"]["topology"]["settings"]["postgresql_conf"] = TRICKY_CONF
+
+    patroni = files_of(plan_of(tricky), "postgres-replica-0", ServiceKind.POSTGRES)["/etc/stroppy/patroni/patroni.yml"]
+    config = yaml.safe_load(patroni)
+    for parameters in (config["postgresql"]["parameters"], config["bootstrap"]["dcs"]["postgresql"]["parameters"]):
+        assert {name: parameters[name] for name in TRICKY_CONF} == TRICKY_CONF

@@ -7,22 +7,30 @@ too and are checked alongside.
 
 from __future__ import annotations
 
+import copy
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from stroppy_domain.model import Target
+from stroppy_domain.errors import PlanningError
+from stroppy_domain.model import BenchmarkTest, Target
 from stroppy_domain.placement import plan_run
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.services import templating
 from stroppy_domain.settings import PlannerSettings
-from stroppy_domain.validation import load_suite
-from tests.conftest import EXAMPLES, fixed_passwords
+from stroppy_domain.validation import load_suite, validate_suite
+from tests.conftest import EXAMPLES, fixed_passwords, fresh_suite
+from tests.unit.test_rendering_properties import cron_to_shell, parse_postgresql_conf
 
 SUBNET = "172.28.0.0/24"
 CRONTAB_FIELDS_BEFORE_COMMAND = 6  # minute, hour, day of month, month, day of week, user
@@ -133,3 +141,120 @@ def test_a_value_without_a_placeholder_is_an_error() -> None:
 def test_every_template_parses() -> None:
     for file in templating.template_files():
         assert templating.load_template(file.name).is_valid(), f"{file.name} has a stray '$'; write '$$' for a dollar"
+
+
+# --- Every file of a plan whose suite holds hostile strings wherever the planner writes one -------------------------
+
+HOSTILE_TEXT = 'it\'s "$(touch pwned)" `touch pwned` ${HOME} %d %% ; # & | < é 日本'
+"""No control characters, no backslash: the model refuses the first and cron the second (see the property tests)."""
+HOSTILE_PATH = f"/var/backups/{HOSTILE_TEXT}"
+HOSTILE_CONF = {"application_name": HOSTILE_TEXT + " \\' \\", "search_path": '"$user", public'}
+
+
+def _replaced(model: BaseModel, path: tuple[str, ...], value: object) -> BaseModel:
+    """`model` with the field at `path` replaced, unvalidated: the rendering layer must hold on its own."""
+    head, *rest = path
+    return model.model_copy(update={head: _replaced(getattr(model, head), tuple(rest), value) if rest else value})
+
+
+def _hostile_tests() -> list[BenchmarkTest]:
+    data = fresh_suite()
+    data["tests"][0]["database"]["instance"]["sidecars"] = {"backup": {"storage": {"local": {"path": "/b"}}}}
+    plain = copy.deepcopy(data["tests"][1])
+    plain["name"] = "plain"
+    plain["database"]["cluster"]["topology"].pop("settings")
+    plain["database"]["cluster"]["addons"] = {"backup": {"scope": "all_nodes", "storage": {"local": {"path": "/b"}}}}
+    plain["database"]["cluster"]["replica_overrides"] = [{"index": 1, "postgresql_conf": {"work_mem": "1MB"}}]
+    data["tests"].append(plain)
+    instance, patroni, plain_cluster = validate_suite(data).tests
+    storage_path = ("storage", "local", "path")
+    instance = _replaced(instance, ("database", "instance", "sidecars", "backup", *storage_path), HOSTILE_PATH)
+    instance = _replaced(instance, ("database", "instance", "settings", "postgresql_conf"), HOSTILE_CONF)
+    patroni = _replaced(patroni, ("database", "cluster", "topology", "settings", "postgresql_conf"), HOSTILE_CONF)
+    plain_cluster = _replaced(plain_cluster, ("database", "cluster", "addons", "backup", *storage_path), HOSTILE_PATH)
+    override = plain_cluster.database.cluster.replica_overrides[0].model_copy(update={"postgresql_conf": HOSTILE_CONF})
+    plain_cluster = _replaced(plain_cluster, ("database", "cluster", "replica_overrides"), [override])
+    return [instance, patroni, plain_cluster]  # type: ignore[list-item]
+
+
+def _files(plan: RunPlan) -> list[tuple[str, str]]:
+    return [
+        (file.path, file.content if isinstance(file.content, str) else file.content.get_secret_value())
+        for machine in plan.machines
+        for container in machine.containers
+        for file in [*container.files, *container.secret_files]
+    ]
+
+
+def _run_backup_script(script: str, directory: Path) -> dict[str, list[str]]:
+    """Runs the backup script with its programs replaced by stubs that record their arguments."""
+    stubs = directory / "stubs"
+    stubs.mkdir(parents=True)
+    for program in ("mkdir", "date", "pg_dump", "find"):
+        stub = stubs / program
+        stub.write_text(f'#!/bin/sh\nprintf \'%s\\0\' "$@" > "{directory}/{program}.args"\necho STAMP\n')
+        stub.chmod(0o755)
+    script = re.sub(r"/usr/lib/postgresql/\d+/bin", str(stubs), script)
+    subprocess.run(["/bin/sh", "-c", script], cwd=directory, env={"PATH": str(stubs)}, check=True, timeout=10)
+    assert not (directory / "pwned").exists(), "a value of the suite ran as a command"
+    return {p.stem: p.read_text().split("\0")[:-1] for p in directory.glob("*.args")}
+
+
+def test_a_plan_of_hostile_values_keeps_every_file_whole(tmp_path: Path) -> None:
+    snippets: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    for test in _hostile_tests():
+        plan = plan_run(test, Target.DOCKER, SUBNET, PlannerSettings(), fixed_passwords)
+        for path, text in _files(plan):
+            if path.endswith(".sh"):
+                snippets[f"{len(snippets):03d}.sh"] = text
+            if path.endswith("backup.sh"):
+                seen["backup script"] += 1
+                arguments = _run_backup_script(text, tmp_path / f"run-{len(snippets)}")
+                assert arguments["mkdir"] == ["-p", HOSTILE_PATH]
+                assert f"--file={HOSTILE_PATH}/stroppy-postgres-" in arguments["pg_dump"][-2]
+                assert arguments["find"][:3] == [HOSTILE_PATH, "-name", arguments["find"][2]]
+            elif path.startswith("/etc/cron.d/"):
+                seen["crontab"] += 1
+                (line,) = text.splitlines()
+                command = line.split(" ", 6)[6]
+                for debian in (True, False):
+                    words = shlex.split(cron_to_shell(command, drops_doubled_backslash=debian))
+                    assert words == ["/etc/stroppy/backup/backup.sh", ">>", f"{HOSTILE_PATH}/backup.log", "2>&1"]
+                snippets[f"{len(snippets):03d}-cron.sh"] = cron_to_shell(command, drops_doubled_backslash=True) + "\n"
+            elif path.endswith("postgresql.conf"):
+                settings = parse_postgresql_conf(text)
+                names = [name for name, _ in settings]
+                assert len(names) == len(set(names)) and dict(settings)["port"] == "5432"
+                if "application_name" in names:  # the instance, and the replica the override names
+                    assert {name: dict(settings)[name] for name in HOSTILE_CONF} == HOSTILE_CONF
+                    seen["postgresql.conf"] += 1
+            elif path.endswith("patroni.yml"):
+                seen["patroni.yml"] += 1
+                parameters = yaml.safe_load(text)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+                assert {name: parameters[name] for name in HOSTILE_CONF} == HOSTILE_CONF
+                escaped = {name: re.sub(r"(['\\])", r"\1\1", str(value)) for name, value in parameters.items()}
+                written = "".join(f"{name} = '{value}'\n" for name, value in escaped.items())  # as Patroni writes it
+                assert parse_postgresql_conf(written) == [(name, str(value)) for name, value in parameters.items()]
+    # The instance and every node of the plain cluster back up; the instance and one replica have the hostile conf.
+    assert seen == {"backup script": 4, "crontab": 4, "postgresql.conf": 2, "patroni.yml": 3}
+    (tmp_path / "shell").mkdir()
+    for label, text in snippets.items():
+        (tmp_path / "shell" / label).write_text(text)
+    # SC2016 notes `$(...)` inside single quotes as a likely mistake; here it is the point: the text stays literal.
+    finished = subprocess.run(
+        [_shellcheck(), "--norc", "--shell=sh", "--format=gcc", "--exclude=SC2016", *sorted(snippets)],
+        cwd=tmp_path / "shell",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+
+
+def test_a_hostile_backup_path_a_cron_line_cannot_hold_is_refused_naming_the_path() -> None:
+    (instance, *_) = _hostile_tests()
+    for path in ("/var/backups/a\\b", "/var/backups/a\nb", "/var/backups/../../etc", "/var/./b", "relative"):
+        test = _replaced(instance, ("database", "instance", "sidecars", "backup", "storage", "local", "path"), path)
+        with pytest.raises(PlanningError, match=r"test\.database\.instance\.sidecars\.backup\.storage\.local\.path"):
+            plan_run(test, Target.DOCKER, SUBNET, PlannerSettings(), fixed_passwords)  # type: ignore[arg-type]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from stroppy_domain.durations import parse_duration
+from stroppy_domain.durations import Seconds, parse_duration
 from stroppy_domain.thresholds import Operator, canonical_metric_name, check_metric_name, parse_assertion
 
 ASSERTIONS = [
@@ -65,3 +66,47 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["p(95)<200\n", "rate>0.9\r", "\tp(95)<200", "p(95)<\u0662\u0660\u0660", "p(\u0669\u0665)<200", "p(95)\uff1c200",
+     "rate\u2265 0.9", "avg<1\u00a0", "count>=1e3"],
+)  # fmt: skip
+def test_line_breaks_other_digits_and_lookalikes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="k6 threshold"):
+        parse_assertion(text)
+
+
+def test_a_threshold_number_is_finite() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        parse_assertion("avg<" + "9" * 400)
+
+
+@pytest.mark.parametrize("name", ["checks\n", "m{a:b}\n", "m{a:\n}", "m{a\u2028:b}", "m\u0661"])
+def test_metric_names_are_one_line(name: str) -> None:
+    with pytest.raises(ValueError, match="metric name"):
+        check_metric_name(name)
+
+
+@pytest.mark.parametrize("text", ["\u0665m", "5m\n", "1234567890s", "5 m"])
+def test_durations_are_ascii_and_bounded(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(True, "boolean"), (False, "boolean"), (1.5, "whole seconds"), (0, "more than 0"), ("0s", "more than 0"),
+     (-5, "more than 0"), ("8785h", "at most 8784h"), (float("nan"), "whole seconds")],
+)  # fmt: skip
+def test_duration_fields_refuse_what_is_never_a_duration(value: object, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        TypeAdapter(Seconds).validate_python(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("5m", 300), (" 5m ", 300), (300, 300), (300.0, 300), ("8784h", 31622400)]
+)
+def test_duration_fields_take_the_forms_users_write(value: object, seconds: int) -> None:
+    assert TypeAdapter(Seconds).validate_python(value) == seconds

@@ -395,3 +395,121 @@ def test_scalar_postgresql_conf_values_become_text() -> None:
     suite = validate_suite(raw)
     conf = suite.tests[0].database.instance.settings.postgresql_conf
     assert conf == {"max_connections": "200", "fsync": "off", "random_page_cost": "1.1"}
+
+
+BESIDE_TYPE_ERRORS: list[tuple[str, Mutation, str]] = [
+    # (case: a type error and a rule between fields in the same test, mutation, the rule's path)
+    (
+        "override out of range beside a bad duration",
+        chain(
+            set_at("tests", 1, "stroppy", "duration", value="ten"),
+            set_at(*CLUSTER, "replica_overrides", value=[{"index": 7}]),
+        ),
+        "tests[1].database.cluster.replica_overrides[0].index",
+    ),
+    (
+        "etcd size beside a bad master",
+        chain(
+            set_at(*CLUSTER, "topology", "master_hardware", "cores", value="many"),
+            set_at(*CLUSTER, "addons", "etcd", "size", value=5),
+        ),
+        "tests[1].database.cluster.addons.etcd.size",
+    ),
+    (
+        "duplicate override beside a bad replica count",
+        chain(
+            set_at(*CLUSTER, "topology", "replicas", value="two"),
+            set_at(*CLUSTER, "replica_overrides", value=[{"index": 0}, {"index": 0}]),
+        ),
+        "tests[1].database.cluster.replica_overrides[1].index",
+    ),
+    (
+        "duplicate override beside a bad override",
+        set_at(*CLUSTER, "replica_overrides", value=[{"index": 1, "hardware": {"cores": "x"}}, {"index": 1}]),
+        "tests[1].database.cluster.replica_overrides[1].index",
+    ),
+    (
+        "pool size beside a bad port",
+        chain(
+            set_at(*CLUSTER, "addons", "pgbouncer", "port", value="abc"),
+            set_at(*CLUSTER, "addons", "pgbouncer", "pool_size", value=500),
+        ),
+        "tests[1].database.cluster.addons.pgbouncer.pool_size",
+    ),
+    (
+        "patroni without etcd beside a bad client count",
+        chain(set_at("tests", 1, "stroppy", "clients", value="many"), delete_at(*CLUSTER, "addons", "etcd")),
+        "tests[1].database.cluster.addons.etcd",
+    ),
+    (
+        "orioledb version beside a missing hardware",
+        chain(
+            delete_at("tests", 0, "database", "instance", "hardware"),
+            set_at("tests", 0, "database", "instance", "settings", value={"version": 18, "storage_engine": "orioledb"}),
+        ),
+        "tests[0].database.instance.settings.version",
+    ),
+    (
+        "pgbench workload beside a bad test name",
+        chain(set_at("tests", 0, "name", value="Bad Name"), set_at("tests", 0, "stroppy", "driver", value="pgbench")),
+        "tests[0].stroppy.workload",
+    ),
+    (
+        "database ref beside a bad load",
+        chain(set_at("tests", 0, "stroppy", value=7), set_at("tests", 0, "database", value={})),
+        "tests[0].database",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutation", "path"), [case[1:] for case in BESIDE_TYPE_ERRORS], ids=[case[0] for case in BESIDE_TYPE_ERRORS]
+)
+def test_a_type_error_does_not_hide_the_rules_of_its_test(mutation: Mutation, path: str) -> None:
+    data = fresh_suite()
+    mutation(data)
+    paths = [found for found, _ in issues_of(data)]
+    assert path in paths, paths
+    assert len(paths) >= 2, "the type error is reported too"
+
+
+def test_rules_that_need_a_broken_field_are_skipped_not_guessed() -> None:
+    data = fresh_suite()
+    set_at(*CLUSTER, "topology", "replicas", value="two")(data)
+    set_at(*CLUSTER, "replica_overrides", value=[{"index": 9}])(data)
+    assert [path for path, _ in issues_of(data)] == ["tests[1].database.cluster.topology.replicas"]
+
+
+def many_tests(count: int) -> dict[str, Any]:
+    data = fresh_suite()
+    instance = data["tests"][0]
+    data["tests"] = [{**instance, "name": f"t{index}"} for index in range(count)]
+    return data
+
+
+def test_more_tests_than_subnets_is_refused_naming_the_first_that_does_not_fit() -> None:
+    assert validate_suite(many_tests(256))
+    issues = issues_of(many_tests(300))
+    assert [path for path, _ in issues] == ["tests[256]"]
+    assert "holds 256 subnets of /24" in issues[0][1]
+    small = PlannerSettings(address_spaces={"docker": AddressSpace(base_cidr="10.9.0.0/22", prefix=24)})
+    assert [path for path, _ in issues_of(many_tests(5), small)] == ["tests[4]"]
+
+
+def test_capacity_is_checked_beside_structural_errors() -> None:
+    data = many_tests(257)
+    data["name"] = "Bad Name"
+    assert [path for path, _ in issues_of(data)] == ["name", "tests[256]"]
+
+
+def test_data_nested_too_deep_is_refused_before_validation() -> None:
+    data = fresh_suite()
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(100):
+        node["a"] = {}
+        node = node["a"]
+    data["tests"][0]["description"] = deep
+    (issue,) = issues_of(data)
+    assert issue[0].startswith("tests[0].description.a.a")
+    assert issue[1] == "collections nested more than 64 levels deep"
