@@ -79,12 +79,28 @@ def check_backup_path(path: str) -> str:
 
 BackupPath = Annotated[str, AfterValidator(check_backup_path)]
 
-FILE_SETTINGS = frozenset(
+RESERVED_POSTGRESQL_CONF = frozenset(
     {
-        "include", "include_dir", "include_if_exists", "config_file", "hba_file", "ident_file", "data_directory",
-        "external_pid_file",
+        "listen_addresses",
+        "port",
+        "hba_file",
+        "ident_file",
+        "config_file",
+        "data_directory",
+        "unix_socket_directories",
+        "password_encryption",
+        "primary_conninfo",
+        "primary_slot_name",
+        "hot_standby",
+        "wal_level",
     }
-)  # fmt: skip
+)
+"""postgresql.conf keys the planner owns: changing them would break replication, access rules or health checks."""
+INCLUDE_DIRECTIVES = frozenset({"include", "include_dir", "include_if_exists"})
+"""postgresql.conf lines that read another file instead of setting a parameter."""
+FILE_SETTINGS = INCLUDE_DIRECTIVES | {
+    "config_file", "hba_file", "ident_file", "data_directory", "external_pid_file",
+}  # fmt: skip
 """postgresql.conf names that include other files or move the server's own files."""
 COMMAND_SETTINGS = frozenset(
     {"archive_command", "archive_cleanup_command", "recovery_end_command", "restore_command", "ssl_passphrase_command"}
@@ -109,8 +125,6 @@ def check_conf_names(conf: dict[str, str]) -> dict[str, str]:
     """Settings stroppy-flows manages, and those that include files or run shell commands, are refused.
 
     Raises ValidationError naming each refused setting."""
-    from stroppy_domain.services.common import RESERVED_POSTGRESQL_CONF  # noqa: PLC0415 - the services import models
-
     errors = []
     for name in sorted(conf):
         if name in RESERVED_POSTGRESQL_CONF:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from stroppy_domain.errors import PlanningError
 from stroppy_domain.layout import MachineLayout, ServiceSlot
+from stroppy_domain.model_rules import INCLUDE_DIRECTIVES, RESERVED_POSTGRESQL_CONF
 from stroppy_domain.plan import Container, ServiceKind
 from stroppy_domain.services.backup import render_backup
 from stroppy_domain.services.common import (
@@ -28,7 +29,6 @@ from stroppy_domain.services.common import (
     POSTGRES_USER_ACCOUNT,
     POSTGRES_VOLUME,
     REPLICATION_USER,
-    RESERVED_POSTGRESQL_CONF,
     SOCKET_DIR,
     SUPERUSER,
     UNPRIVILEGED_ACCOUNT,
@@ -44,7 +44,7 @@ from stroppy_domain.services.exporters import render_node_exporter, render_pgbou
 from stroppy_domain.services.patroni import render_patroni_postgres
 from stroppy_domain.services.pgbouncer import render_pgbouncer
 from stroppy_domain.services.postgres import render_plain_postgres
-from stroppy_domain.services.render import INCLUDE_DIRECTIVES, RenderError
+from stroppy_domain.services.render import RenderError
 from stroppy_domain.services.runner import load_passfile
 
 __all__ = [

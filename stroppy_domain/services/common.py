@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from stroppy_domain.errors import PlanningError, join_path
 from stroppy_domain.layout import MachineLayout, ServiceSlot
 from stroppy_domain.model import BenchmarkTest, ClusterTemplate, PostgresSettings, StorageEngine
+from stroppy_domain.model_rules import RESERVED_POSTGRESQL_CONF
 from stroppy_domain.plan import Container, HealthCheck
 from stroppy_domain.services.render import (
     RenderError,
@@ -50,23 +51,6 @@ LOAD_PASSFILE = f"{CONF_DIR}/load/pgpass"
 POSTGRES_USER_ACCOUNT = "postgres"
 UNPRIVILEGED_ACCOUNT = "nobody"
 
-RESERVED_POSTGRESQL_CONF = frozenset(
-    {
-        "listen_addresses",
-        "port",
-        "hba_file",
-        "ident_file",
-        "config_file",
-        "data_directory",
-        "unix_socket_directories",
-        "password_encryption",
-        "primary_conninfo",
-        "primary_slot_name",
-        "hot_standby",
-        "wal_level",
-    }
-)
-"""postgresql.conf keys the planner owns: changing them would break replication, access rules or health checks."""
 
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 

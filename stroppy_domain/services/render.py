@@ -22,6 +22,7 @@ import yaml
 from pydantic import SecretStr
 
 from stroppy_domain.errors import StroppyError
+from stroppy_domain.model_rules import INCLUDE_DIRECTIVES
 
 
 class RenderError(StroppyError, ValueError):
@@ -162,8 +163,6 @@ def crontab(text: str) -> str:
 
 CONF_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 """A setting name as postgresql.conf's scanner reads one (an identifier, or two joined by one dot), lower case."""
-INCLUDE_DIRECTIVES = frozenset({"include", "include_dir", "include_if_exists"})
-"""postgresql.conf lines that read another file instead of setting a parameter."""
 
 
 def conf_name(name: str) -> str:
