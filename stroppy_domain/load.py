@@ -33,16 +33,25 @@ class LoadError(StroppyError, ValueError):
     """A load that cannot be built for this test; names the field."""
 
 
-def _libpq_env(connection: Connection) -> dict[str, str]:
+LIBPQ_PARAMETER_ENV = {
+    "sslmode": "PGSSLMODE",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+"""Each libpq parameter a connection may carry, as the environment variable libpq reads it from."""
+
+
+def libpq_env(connection: Connection) -> dict[str, str]:
+    """What libpq (pgbench, psql) reads the connection from; the password stays in the password file."""
+    parameters = {"connect_timeout": "10"} | connection.parameters
     return {
         "PGHOST": connection.host,
         "PGPORT": str(connection.port),
         "PGUSER": connection.user,
         "PGDATABASE": connection.dbname,
         "PGPASSFILE": LOAD_PASSFILE,
-        "PGSSLMODE": "disable",
-        "PGCONNECT_TIMEOUT": "10",
-    }
+    } | {LIBPQ_PARAMETER_ENV[key]: value for key, value in parameters.items()}
 
 
 def load_timeouts_s(test: BenchmarkTest, margin_s: int) -> list[int]:
@@ -55,7 +64,7 @@ def load_timeouts_s(test: BenchmarkTest, margin_s: int) -> list[int]:
 def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) -> list[LoadStep]:
     """TPC-B with pgbench: initialise at the test's scale, then a timed run with progress and per-transaction logs."""
     load = test.stroppy
-    env = _libpq_env(connection)
+    env = libpq_env(connection)
     jobs = max(1, min(load.clients, test.runner_hardware.cores))
     prepare_s, run_s = load_timeouts_s(test, margin_s)
     return [

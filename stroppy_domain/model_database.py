@@ -228,7 +228,13 @@ class ClusterTemplate(InputModel):
 class ExistingDatabase(InputModel):
     """A database the run does not create. The password lives in a Secret block, named here."""
 
-    connection_string: str = Field(min_length=1, description="`postgres://USER@HOST:PORT/DB`, without a password.")
+    connection_string: str = Field(
+        min_length=1,
+        description=(
+            "`postgres://USER@HOST:PORT/DB[?PARAMS]`, without a password; PARAMS may be sslmode (default prefer; "
+            "disable, allow, require), connect_timeout, application_name, target_session_attrs."
+        ),
+    )
     password_block: BlockName | None = Field(default=None, description="Secret block with the password.")
 
     @field_validator("connection_string")

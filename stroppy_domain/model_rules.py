@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -45,18 +45,13 @@ def check_cron(schedule: str) -> str:
 
 CronSchedule = Annotated[str, Field(pattern=CRON_PATTERN), AfterValidator(check_cron)]
 
-PROTECTED_DIRECTORIES = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin",
-    "/sys", "/usr", "/var/lib/etcd", "/var/lib/postgresql", "/var/run", "/var/spool",
-)  # fmt: skip
-"""System directories and the services' own: a backup directory is never one of them nor inside one."""
-UNMOUNTABLE_DIRECTORIES = frozenset({"/", "/home", "/tmp", "/var", "/var/lib", "/var/log"})
-"""Directories a backup volume would hide the contents of; a directory inside them is fine."""
+BACKUP_ROOTS = ("/backups", "/data", "/mnt", "/srv", "/var/backups")
+"""Where backup directories may live: none of them holds a system directory or a service's own files."""
 MAX_PATH = 1024
 
 
 def check_backup_path(path: str) -> str:
-    """Letters, digits and `._-/` only, no `..`, outside system directories (`/etc`, `/usr`, `/var/lib/postgresql`).
+    """Letters, digits and `._-/` only, no `..`, inside /backups, /data, /mnt, /srv or /var/backups.
 
     Returns it normalised (no `.` segments, repeated or trailing `/`). Raises ValueError saying what is wrong."""
     if not path.startswith("/"):
@@ -70,10 +65,9 @@ def check_backup_path(path: str) -> str:
     normal = "/" + "/".join(segments)
     if len(normal) > MAX_PATH:
         raise ValueError(f"is longer than {MAX_PATH} characters")
-    protected = [root for root in PROTECTED_DIRECTORIES if normal == root or normal.startswith(root + "/")]
-    if protected or normal in UNMOUNTABLE_DIRECTORIES:
-        where = f"inside {protected[0]}" if protected and normal != protected[0] else "a system directory"
-        raise ValueError(f"{normal} is {where}; keep backups in a directory of their own, e.g. /var/backups/postgres")
+    if not any(normal == root or normal.startswith(root + "/") for root in BACKUP_ROOTS):
+        roots = ", ".join(BACKUP_ROOTS)
+        raise ValueError(f"{normal} is outside the directories backups may live in ({roots}); e.g. /var/backups/pg")
     return normal
 
 
@@ -172,21 +166,50 @@ _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
+CONNECTION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    # verify-ca and verify-full need a CA certificate file on the runner, which nothing puts there.
+    "sslmode": ("disable", "allow", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "connect_timeout": (),
+    "application_name": (),
+}
+"""The libpq parameters an existing database's URL may carry, with their allowed values (none listed: checked
+apart); the load passes each on, in its URL and as the matching PG* variable."""
+MAX_APPLICATION_NAME = 63
+
+
+def _check_parameter(key: str, value: str) -> None:
+    """Raises ValueError unless `key=value` is a parameter the load passes on, with a value libpq accepts."""
+    if key not in CONNECTION_PARAMETERS:
+        known = ", ".join(CONNECTION_PARAMETERS)
+        raise ValueError(f"parameter {key!r} is not passed on to the load; a URL may carry {known}")
+    allowed = CONNECTION_PARAMETERS[key]
+    if allowed and value not in allowed:
+        raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if key == "connect_timeout" and not (value.isascii() and value.isdigit() and 1 <= int(value) <= 3600):
+        raise ValueError(f"connect_timeout={value!r} must be whole seconds, 1-3600")
+    if key == "application_name" and not (value.isprintable() and len(value) <= MAX_APPLICATION_NAME):
+        raise ValueError(f"application_name must be printable and at most {MAX_APPLICATION_NAME} characters")
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """An existing database's URL taken apart: the host without brackets, the user and database decoded."""
+    """An existing database's URL taken apart: the host without brackets, the user and database decoded, and the
+    libpq parameters it carries."""
 
     host: str
     port: int | None
     user: str | None
     dbname: str | None
+    parameters: dict[str, str] = field(default_factory=dict)
 
-    def url(self, query: str = "") -> str:
-        """`postgres://USER@HOST:PORT/DB`, each part encoded once, IPv6 hosts in brackets."""
+    def url(self) -> str:
+        """`postgres://USER@HOST:PORT/DB?PARAMS`, each part encoded once, IPv6 hosts in brackets."""
         user = f"{quote(self.user, safe='')}@" if self.user else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         dbname = f"/{quote(self.dbname, safe='')}" if self.dbname else ""
+        query = urlencode(self.parameters, quote_via=quote)
         return f"postgres://{user}{host}{port}{dbname}" + (f"?{query}" if query else "")
 
 
@@ -220,8 +243,9 @@ def parse_postgres_url(url: str) -> Endpoint:
     """The parts of `postgres://USER@HOST:PORT/DB[?PARAMS]`.
 
     Raises ValueError when `url` is not such a URL, or carries a password (in its user part or a `password` or
-    `sslpassword` parameter), a fragment, a control character (written or percent-encoded), port 0, or a host,
-    user or database name that cannot be valid."""
+    `sslpassword` parameter), a fragment, a control character (written or percent-encoded), port 0, a host, user
+    or database name that cannot be valid, or a parameter the load does not pass on (see `CONNECTION_PARAMETERS`)
+    or gives twice."""
     problem = text_problem(url)
     if problem is not None:
         raise ValueError(problem)  # urlsplit would drop tabs and line breaks silently
@@ -241,9 +265,14 @@ def parse_postgres_url(url: str) -> Endpoint:
         )
     if parts.fragment:
         raise ValueError("a connection string has no '#' fragment")
+    parameters: dict[str, str] = {}
     for key, value in query:
         if text_problem(key + value) is not None:
             raise ValueError(f"the decoded parameter {key!r} holds a control character")
+        if key in parameters:
+            raise ValueError(f"parameter {key!r} is given twice")
+        _check_parameter(key, value)
+        parameters[key] = value
     if port == 0:
         raise ValueError("port 0 is not a port a database listens on; use 1-65535")
     host = _host(parts.hostname, bracketed=parts.netloc.rpartition("@")[2].startswith("["))
@@ -255,6 +284,7 @@ def parse_postgres_url(url: str) -> Endpoint:
         port=port,
         user=_decoded(parts.username, "user") if parts.username else None,
         dbname=_decoded(dbname, "database name") if dbname else None,
+        parameters=parameters,
     )
 
 
@@ -262,4 +292,4 @@ def normal_postgres_url(url: str) -> str:
     """`url` rewritten from its parts: scheme `postgres`, host in lowercase, user and database encoded once.
 
     Raises ValueError as `parse_postgres_url` does."""
-    return parse_postgres_url(url).url(urlsplit(url).query)
+    return parse_postgres_url(url).url()

@@ -313,6 +313,7 @@ def _existing_connection(test: BenchmarkTest, path: str) -> Connection:
         dbname=_percent_decoded(parts.path.removeprefix("/"), "database name", source, url) or "postgres",
         user=_percent_decoded(parts.username or "", "user", source, url) or "postgres",
         password_block=existing.password_block,
+        parameters={"sslmode": "prefer"} | existing.endpoint.parameters,
     )
     with rendering(source, url):
         connection.dsn()

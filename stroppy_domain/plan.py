@@ -118,6 +118,10 @@ class Connection(Model):
     user: str
     password: SecretStr | None = None
     password_block: str | None = None
+    parameters: dict[str, str] = Field(
+        default_factory=lambda: {"sslmode": "disable"},
+        description="libpq parameters: an existing database's come from its URL, the run's own have no TLS.",
+    )
 
     def dsn(self, *, reveal_password: bool = False) -> str:
         """The URL without its password (drivers read it from PGPASSFILE), or with it when asked explicitly: user,
@@ -129,7 +133,7 @@ class Connection(Model):
         from stroppy_domain.services.render import postgres_url  # noqa: PLC0415
 
         password = self.password if reveal_password else None
-        return postgres_url(self.user, self.host, self.port, self.dbname, password, sslmode="disable")
+        return postgres_url(self.user, self.host, self.port, self.dbname, password, **self.parameters)
 
 
 class RunPlan(Model):

@@ -6,6 +6,8 @@ import re
 
 import yaml
 
+from stroppy_domain.load import LIBPQ_PARAMETER_ENV, libpq_env
+from stroppy_domain.model_rules import CONNECTION_PARAMETERS
 from stroppy_domain.placement import plan_run, with_runner_password
 from stroppy_domain.plan import MachineRole, RunPlan, ServiceKind, StartStage
 from stroppy_domain.services import generate_password
@@ -264,7 +266,7 @@ def test_an_existing_database_on_ipv6_with_percent_encoded_names_gets_a_correct_
         "us@er",
         "my/db",
     )
-    assert connection.dsn() == "postgres://us%40er@[2001:db8::1]:5433/my%2Fdb?sslmode=disable"
+    assert connection.dsn() == "postgres://us%40er@[2001:db8::1]:5433/my%2Fdb?sslmode=prefer"
     (passfile,) = with_runner_password(plan, "pa:ss\\word").runner.secret_files
     assert passfile.content.get_secret_value() == "2001\\:db8\\:\\:1:5433:my/db:us@er:pa\\:ss\\\\word\n"
 
@@ -277,9 +279,27 @@ def test_an_existing_database_user_with_a_colon_is_escaped_in_the_password_line(
 
     plan = plan_of(existing, index=0)
     assert plan.connection.user == "a:b"
-    assert plan.connection.dsn() == "postgres://a%3Ab@db.example:5432/tpcc?sslmode=disable"
+    assert plan.connection.dsn() == "postgres://a%3Ab@db.example:5432/tpcc?sslmode=prefer"
     (passfile,) = with_runner_password(plan, "pw").runner.secret_files
     assert passfile.content.get_secret_value() == "db.example:5432:tpcc:a\\:b:pw\n"
+
+
+def test_an_existing_databases_url_parameters_reach_the_url_and_libpq_environment() -> None:
+    url = "postgres://u@db.example/tpcc?sslmode=require&application_name=night%20run&connect_timeout=5"
+
+    def existing(data: dict) -> None:
+        data["tests"][0]["database"] = {"existing": {"connection_string": url, "password_block": "bench-db"}}
+
+    connection = plan_of(existing, index=0).connection
+    assert connection.dsn() == (
+        "postgres://u@db.example:5432/tpcc?sslmode=require&application_name=night%20run&connect_timeout=5"
+    )
+    env = libpq_env(connection)
+    assert (env["PGSSLMODE"], env["PGAPPNAME"], env["PGCONNECT_TIMEOUT"]) == ("require", "night run", "5")
+
+
+def test_every_url_parameter_has_its_libpq_variable() -> None:
+    assert set(LIBPQ_PARAMETER_ENV) == set(CONNECTION_PARAMETERS)
 
 
 TRICKY_CONF = {"search_path": '"$user", public', "application_name": "O'Brien \\ bench"}

@@ -174,10 +174,10 @@ REFUSED: list[tuple[str, Mutation, str, str]] = [
     ("percent", local_path("/var/backups/%H"), BACKUP_PATH, "found '%'"),
     ("line break", local_path("/var/backups\n* * * * * root id"), BACKUP_PATH, "found '\\n'"),
     ("dot dot", local_path("/var/backups/../../etc"), BACKUP_PATH, "'..'"),
-    ("system directory", local_path("/etc/cron.d"), BACKUP_PATH, "inside /etc"),
-    ("the root", local_path("/"), BACKUP_PATH, "system directory"),
+    ("system directory", local_path("/etc/cron.d"), BACKUP_PATH, "outside the directories backups may live in"),
+    ("the root", local_path("/"), BACKUP_PATH, "/ is outside"),
     ("relative", local_path("backups"), BACKUP_PATH, "absolute"),
-    ("postgres volume", local_path("/var/lib/postgresql/data"), BACKUP_PATH, "inside /var/lib/postgresql"),
+    ("postgres volume", local_path("/var/lib/postgresql/data"), BACKUP_PATH, "is outside"),
     ("cron 99", backup(schedule="99 99 99 99 99"), SCHEDULE, "minute field must be 0-59"),
     ("cron hour", backup(schedule="0 24 * * *"), SCHEDULE, "hour field must be 0-23"),
     ("cron day", backup(schedule="0 0 0 * *"), SCHEDULE, "day of month field must be 1-31"),
@@ -212,6 +212,11 @@ REFUSED: list[tuple[str, Mutation, str, str]] = [
     ("fragment", existing("postgres://u@h/db#x"), URL, "fragment"),
     ("another scheme", existing("mysql://u@h/db"), URL, "postgres://USER@HOST"),
     ("slash in database", existing("postgres://u@h/db/x"), URL, "%2F"),
+    ("parameter the load drops", existing("postgres://u@h/db?sslrootcert=/x"), URL, "'sslrootcert' is not passed on"),
+    ("certificate check without a CA", existing("postgres://u@h/db?sslmode=verify-full"), URL, "sslmode='verify-full'"),
+    ("parameter twice", existing("postgres://u@h/db?sslmode=require&sslmode=disable"), URL, "given twice"),
+    ("timeout not a number", existing("postgres://u@h/db?connect_timeout=soon"), URL, "whole seconds"),
+    ("unknown session kind", existing("postgres://u@h/db?target_session_attrs=rw"), URL, "target_session_attrs"),
     # 8. thresholds
     ("trailing line break", thresholds({"checks": ["rate>0.9\n"]}), f"{CHECK}.threshold", NOT_K6),
     ("Arabic-Indic digit", thresholds({"checks": ["rate>0.\u0669"]}), f"{CHECK}.threshold", NOT_K6),
@@ -303,8 +308,9 @@ def test_cron_fields_are_in_range(schedule: str, error: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("path", "normal"),
-    [("/var/backups/postgres", "/var/backups/postgres"), ("/b/", "/b"), ("//srv/./dumps//", "/srv/dumps"),
-     ("/var/lib/stroppy-backups/a.b_c-d", "/var/lib/stroppy-backups/a.b_c-d"), ("/etcetera", "/etcetera")],
+    [("/var/backups/postgres", "/var/backups/postgres"), ("/srv/b/", "/srv/b"), ("//srv/./dumps//", "/srv/dumps"),
+     ("/data/stroppy-backups/a.b_c-d", "/data/stroppy-backups/a.b_c-d"), ("/var/backups", "/var/backups"),
+     ("/mnt/etc", "/mnt/etc"), ("/backups", "/backups")],
 )  # fmt: skip
 def test_backup_paths_are_normalised(path: str, normal: str) -> None:
     assert check_backup_path(path) == normal
@@ -313,8 +319,9 @@ def test_backup_paths_are_normalised(path: str, normal: str) -> None:
 @pytest.mark.parametrize(
     ("path", "error"),
     [("", "absolute"), ("x/y", "absolute"), ("/a b", "found ' '"), ("/a'b", "found \"'\""), ("/a;b", "found ';'"),
-     ("/a\0", "found '\\x00'"), ("/a/../b", "'..'"), ("/usr", "system directory"), ("/usr/local/x", "inside /usr"),
-     ("/proc/1", "inside /proc"), ("/tmp", "system directory"), ("/.", "/ is a system directory"),
+     ("/a\0", "found '\\x00'"), ("/a/../b", "'..'"), ("/usr", "/usr is outside"), ("/usr/local/x", "outside"),
+     ("/proc/1", "outside"), ("/tmp", "outside"), ("/.", "/ is outside"), ("/var/backupsx", "outside"),
+     ("/srvx/a", "outside"), ("/var/lib/stroppy-backups", "outside"),
      ("/" + "a" * 1100, "longer than 1024")],
 )  # fmt: skip
 def test_backup_paths_that_cannot_be_valid(path: str, error: str) -> None:

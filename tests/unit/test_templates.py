@@ -159,11 +159,13 @@ def _replaced(model: BaseModel, path: tuple[str, ...], value: object) -> BaseMod
 
 def _hostile_tests() -> list[BenchmarkTest]:
     data = fresh_suite()
-    data["tests"][0]["database"]["instance"]["sidecars"] = {"backup": {"storage": {"local": {"path": "/b"}}}}
+    data["tests"][0]["database"]["instance"]["sidecars"] = {"backup": {"storage": {"local": {"path": "/srv/b"}}}}
     plain = copy.deepcopy(data["tests"][1])
     plain["name"] = "plain"
     plain["database"]["cluster"]["topology"].pop("settings")
-    plain["database"]["cluster"]["addons"] = {"backup": {"scope": "all_nodes", "storage": {"local": {"path": "/b"}}}}
+    plain["database"]["cluster"]["addons"] = {
+        "backup": {"scope": "all_nodes", "storage": {"local": {"path": "/srv/b"}}}
+    }
     plain["database"]["cluster"]["replica_overrides"] = [{"index": 1, "postgresql_conf": {"work_mem": "1MB"}}]
     data["tests"].append(plain)
     instance, patroni, plain_cluster = validate_suite(data).tests

@@ -167,7 +167,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
             "database",
             "instance",
             "sidecars",
-            value={"backup": {"schedule": "nightly", "storage": {"local": {"path": "/b"}}}},
+            value={"backup": {"schedule": "nightly", "storage": {"local": {"path": "/srv/b"}}}},
         ),
         "tests[0].database.instance.sidecars.backup.schedule",
         "pattern",
@@ -292,7 +292,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "backup scope replica index",
-        set_at(*CLUSTER, "addons", "backup", value={"scope": "replica", "storage": {"local": {"path": "/b"}}}),
+        set_at(*CLUSTER, "addons", "backup", value={"scope": "replica", "storage": {"local": {"path": "/srv/b"}}}),
         "tests[1].database.cluster.addons.backup.replica_index",
         "needs replica_index",
     ),
@@ -309,7 +309,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "wal-g cannot be planned yet",
-        set_at(*CLUSTER, "addons", "backup", value={"tool": "wal_g", "storage": {"local": {"path": "/b"}}}),
+        set_at(*CLUSTER, "addons", "backup", value={"tool": "wal_g", "storage": {"local": {"path": "/srv/b"}}}),
         "tests[1].database.cluster.addons.backup.tool",
         "only pg_dump",
     ),
