@@ -257,8 +257,7 @@ def parse_postgres_url(url: str) -> Endpoint:
     if parts.scheme.lower() not in {"postgres", "postgresql"} or not parts.hostname:
         raise ValueError("expected postgres://USER@HOST:PORT/DBNAME")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    parameters = {key.strip().lower() for key, _ in query}
-    if parts.password is not None or parameters & _SECRET_PARAMETERS:
+    if parts.password is not None or {key.strip().lower() for key, _ in query} & _SECRET_PARAMETERS:
         raise ValueError(
             "a connection string must not carry a password; store it in a Secret block "
             "and name the block in password_block"
