@@ -57,15 +57,18 @@ class LoadFailed(StroppyError):  # noqa: N818 - reads as the condition it report
 
 @flow(name="run-load", persist_result=True, log_prints=False)
 def run_load(request: LoadRequest) -> LoadOutcome:
-    """Run the load's steps in order; stop at the first that fails. Nothing here retries the measurement.
+    """Write each step's files and run it, in order; stop at the first that fails, or that exits with one of its
+    verdict codes (k6's failed thresholds), which the master judges. Nothing here retries the measurement.
 
-    Raises LoadFailed when a step exits non-zero or runs past its bound, and ResultStorageError when the files
-    cannot be uploaded to the bucket."""
+    Raises LoadFailed when a step exits non-zero (not a verdict) or runs past its bound, and ResultStorageError when
+    the files cannot be uploaded to the bucket."""
     log = get_run_logger()
     output_dir = Path(request.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for step in request.steps:
+        for name, content in step.files.items():
+            (output_dir / name).write_text(content)
         log.info("%s: %s (bounded to %d s)", step.name, " ".join(step.argv), step.timeout_s)
         started_at = datetime.now(UTC)
         result = run_bounded(step.argv, step.env, output_dir, step.timeout_s, log.info)
@@ -75,6 +78,9 @@ def run_load(request: LoadRequest) -> LoadOutcome:
                 duration_s=result.duration_s, output_lines=result.lines, output_tail=result.tail,
             )
         )  # fmt: skip
+        if result.exit_code in step.verdict_exits:
+            log.info("%s exited %d: a verdict, judged with the load's results", step.name, result.exit_code)
+            break
         if result.timed_out or result.exit_code != 0:
             reason = f"ran past its bound of {step.timeout_s} s" if result.timed_out else f"exited {result.exit_code}"
             raise LoadFailed(f"{step.name} {reason}; last output:\n" + "\n".join(result.tail[-15:]))

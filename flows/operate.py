@@ -203,6 +203,9 @@ def _key_number(outcome: Any) -> str:
     tps = run.metrics.get("tps", {}).get("value")
     if tps is not None:
         return f"tps {tps:.1f}"
+    transactions = run.metrics.get("tx_count", {}).get("rate")  # stroppy v5: commits and rollbacks
+    if transactions is not None:
+        return f"tx/s {transactions:.1f}"
     iterations = run.metrics.get("iterations", {}).get("rate")
     return f"iterations/s {iterations:.1f}" if iterations is not None else "-"
 

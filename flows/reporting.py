@@ -20,6 +20,7 @@ from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStor
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.targets.base import RunSpec
+from stroppy_domain import stroppy_v5
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
 from stroppy_domain.load import SUMMARY_FILE
 from stroppy_domain.model import BenchmarkTest, Target
@@ -66,6 +67,10 @@ def judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: P
         verdict, checks = evaluate(test.thresholds, metrics)
         failed = [f"{c.metric} {c.expression} (observed {c.observed})" for c in checks if not c.passed]
         reason = ("thresholds not met: " + "; ".join(failed)) if failed else ""
+        last = outcome.steps[-1] if outcome.steps else None
+        exited = stroppy_v5.exit_verdict(last.exit_code, last.output_tail, bool(failed)) if last else None
+        if exited is not None:
+            verdict, reason = Verdict.FAILED, "; ".join(part for part in (reason, exited) if part)
     plan = run.plan
     return RunResult(
         run_id=run.run_id, test_name=test.name, target=plan.target, subnet=plan.subnet,

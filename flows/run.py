@@ -204,6 +204,14 @@ def install_stroppy_on_runner(
     )  # fmt: skip
 
 
+def runner_output_dir(run: RunSpec, settings: OrchestrationSettings) -> str:
+    """Where the load writes its files on the runner: the master's results directory when the runner shares it."""
+    target = target_module(run.plan.target)
+    if target.SHARES_RESULTS_DIR:
+        return str(settings.results_dir / run.run_id / "load")
+    return str(target.runner_directory(run.run_id) / LOAD_FILES_PREFIX)
+
+
 @task(cache_policy=NO_CACHE, retries=0)
 def run_load_on_runner(
     run: RunSpec, steps: list[LoadStep], bound_s: float, settings: OrchestrationSettings
@@ -220,7 +228,7 @@ def run_load_on_runner(
     request = LoadRequest(
         run_id=run.run_id,
         steps=steps,
-        output_dir=str(output_dir if shared else target.runner_directory(run.run_id) / LOAD_FILES_PREFIX),
+        output_dir=runner_output_dir(run, settings),
         upload_block=None if shared else settings.archive_s3_block,
     )
     outcome = dispatch(
@@ -287,7 +295,9 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
                 install = bounded(install_stroppy_on_runner, bounds.install)
                 binary = install(run, test, bounds.install_dispatch_s, settings)
         with step(RunStep.RUN_LOAD):
-            steps = load_steps(test, run.plan.connection, settings.load_margin_s, binary)
+            steps = load_steps(
+                test, run.plan.connection, settings.load_margin_s, binary, runner_output_dir(run, settings)
+            )
             outcome: LoadOutcome = bounded(run_load_on_runner, bounds.run_load)(
                 run, steps, bounds.load_dispatch_s, settings
             )

@@ -66,9 +66,19 @@ def check(metric_name: str, expression: str, metrics: LoadMetrics) -> ThresholdC
 
 
 def evaluate(thresholds: Thresholds, metrics: LoadMetrics) -> tuple[Verdict, list[ThresholdCheck]]:
-    """Every threshold of the test, plus those the load tool judged itself; FAILED when any did not pass."""
-    checks = [check(name, rule.threshold, metrics) for name, rules in thresholds.items() for rule in rules]
-    checked = {(item.metric, item.expression) for item in checks}
+    """Every threshold of the test, plus those the load tool judged itself; FAILED when any did not pass.
+
+    Where the load tool (k6) judged a threshold of the test, its verdict stands and the observed value is read from
+    the summary; the others are checked here."""
+    reported = {(canonical_metric_name(item.metric), item.expression): item.passed for item in metrics.thresholds}
+    checks = []
+    for name, rules in thresholds.items():
+        for rule in rules:
+            item = check(name, rule.threshold, metrics)
+            judged = reported.pop((canonical_metric_name(name), rule.threshold), None)
+            if judged is not None:
+                item = item.model_copy(update={"passed": judged, "reason": "judged by k6"})
+            checks.append(item)
     checks += [
         ThresholdCheck(
             metric=item.metric,
@@ -78,6 +88,6 @@ def evaluate(thresholds: Thresholds, metrics: LoadMetrics) -> tuple[Verdict, lis
             reason="as reported by the load tool",
         )
         for item in metrics.thresholds
-        if (item.metric, item.expression) not in checked
+        if (canonical_metric_name(item.metric), item.expression) in reported
     ]
     return (Verdict.PASSED if all(item.passed for item in checks) else Verdict.FAILED), checks

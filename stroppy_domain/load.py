@@ -6,17 +6,20 @@ The connection's password never appears here: the commands read it from the runn
 
 from __future__ import annotations
 
+import json
+
 from pydantic import Field
 
+from stroppy_domain import stroppy_v5
 from stroppy_domain.errors import StroppyError
-from stroppy_domain.model import BenchmarkTest, Driver, Model
+from stroppy_domain.model import BenchmarkTest, Driver, Model, Thresholds
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
+from stroppy_domain.thresholds import parse_assertion
 from stroppy_domain.timeseries import K6_METRICS_FILE
 
 PROGRESS_INTERVAL_S = 5
 INIT_TIMEOUT_S = 1800
-GENERATE_TIMEOUT_S = 300
 
 
 class LoadStep(Model):
@@ -27,6 +30,12 @@ class LoadStep(Model):
     env: dict[str, str] = Field(default_factory=dict)
     timeout_s: int = Field(gt=0)
     measured: bool = Field(default=False, description="The measurement itself: never retried.")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Files the step reads, written into the output directory before it runs."
+    )
+    verdict_exits: list[int] = Field(
+        default_factory=list, description="Exit codes that end the step with a verdict (FAILED), not an error."
+    )
 
 
 class LoadError(StroppyError, ValueError):
@@ -55,10 +64,9 @@ def libpq_env(connection: Connection) -> dict[str, str]:
 
 
 def load_timeouts_s(test: BenchmarkTest, margin_s: int) -> list[int]:
-    """The bound of each step of the test's load, in order: the preparation (pgbench's initialisation or stroppy's
-    generation), then the measured run."""
-    prepare_s = INIT_TIMEOUT_S if test.stroppy.driver is Driver.PGBENCH else GENERATE_TIMEOUT_S
-    return [prepare_s, test.stroppy.duration + margin_s]
+    """The bound of each step of the test's load, in order: the preparation (creating and loading the schema), then
+    the measured run."""
+    return [INIT_TIMEOUT_S, test.stroppy.duration + margin_s]
 
 
 def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) -> list[LoadStep]:
@@ -87,59 +95,83 @@ def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) ->
     ]  # fmt: skip
 
 
-SUPPORTED_STROPPY_MAJORS = (2, 5)
 SUMMARY_FILE = "summary.json"
+K6_OPTIONS_FILE = "k6-options.json"
 
 
 def stroppy_major(version: str) -> int:
-    """The major of a stroppy release such as `v5.0.0`; raises LoadError when this project does not support it."""
+    """The major of a stroppy release such as `v5.7.3`; raises LoadError when this project does not support it."""
     major = int(version.lstrip("v").split(".", 1)[0])
-    if major not in SUPPORTED_STROPPY_MAJORS:
-        supported = ", ".join(str(number) for number in SUPPORTED_STROPPY_MAJORS)
-        raise LoadError(f"stroppy.version: stroppy {version} is major {major}; supported majors are {supported}")
+    if major != stroppy_v5.MAJOR:
+        raise LoadError(
+            f"stroppy.version: stroppy {version} is major {major}; only major {stroppy_v5.MAJOR} is supported "
+            "(v2 ran k6 scripts from `gen` with DRIVER_URL and dropped k6's exit codes; pin a v5 release)"
+        )
     return major
 
 
-def stroppy_steps(test: BenchmarkTest, connection: Connection, binary: str, margin_s: int) -> list[LoadStep]:
-    """stroppy's k6-based CLI: generate the workload's script, then run it with the k6 summary exported.
+def k6_options(thresholds: Thresholds) -> str:
+    """The test's thresholds as a k6 options file, so that k6 itself judges them (and exits 99 when one fails)."""
+    rules = {
+        metric: [
+            {"threshold": rule.threshold, "abortOnFail": rule.abort_on_fail}
+            | ({"delayAbortEval": f"{rule.delay_abort_eval}s"} if rule.delay_abort_eval is not None else {})
+            for rule in metric_rules
+        ]
+        for metric, metric_rules in thresholds.items()
+    }
+    return json.dumps({"thresholds": rules}, indent=2)
 
-    The database is named by `DRIVER_URL` without a password; pgx reads it from `PGPASSFILE`. Both majors run the
-    generated files from the output directory and have k6 write every sample to a CSV file (the load's time series);
-    major 5 (k6 1.x inside) also asks for k6's full summary mode.
 
-    Raises LoadError when the test names no stroppy version, or one of an unsupported major.
-    """
+def trend_stats(thresholds: Thresholds) -> list[str]:
+    """The workload's summary statistics plus every percentile a threshold asks for, so the summary holds them."""
+    stats = list(stroppy_v5.SUMMARY_TREND_STATS)
+    for rules in thresholds.values():
+        for rule in rules:
+            assertion = parse_assertion(rule.threshold)
+            if assertion.percentile is not None:
+                stat = f"p({assertion.percentile:g})"
+                stats += [stat] if stat not in stats else []
+    return stats
+
+
+def stroppy_steps(
+    test: BenchmarkTest, connection: Connection, binary: str, margin_s: int, workdir: str
+) -> list[LoadStep]:
+    """stroppy v5 (see `stroppy_domain.stroppy_v5`): load the schema, then measure `clients` VUs for the duration,
+    with k6 exporting its summary, judging the test's thresholds and writing every sample as CSV under `workdir`.
+
+    The password stays in the runner's password file: the URL has none and pgx reads `PGPASSFILE`. Raises LoadError
+    when the test names no stroppy version, or one of an unsupported major."""
     load = test.stroppy
     if load.version is None:
         raise LoadError("stroppy.version: the stroppy driver needs the release to install")
-    major = stroppy_major(load.version)
-    workload = str(load.workload)
-    env = load.env | {
-        "DRIVER_URL": connection.dsn(),
-        "PGPASSFILE": LOAD_PASSFILE,
-        "SCALE_FACTOR": str(load.scale),
-        "DURATION": f"{load.duration}s",
-    }
-    script, sql = f"{workload}.ts", f"{workload}.sql"
+    stroppy_major(load.version)
+    env = {"PGPASSFILE": LOAD_PASSFILE}
+    url = connection.dsn()
     prepare_s, run_s = load_timeouts_s(test, margin_s)
-    k6_arguments = ["--summary-export", SUMMARY_FILE, "--out", f"csv={K6_METRICS_FILE}"]
-    if major >= 5:
-        k6_arguments = ["--summary-mode", "full", *k6_arguments]
+    knobs = load.env | {"VUS": str(load.clients), "DURATION": f"{load.duration}s", "SCALE_FACTOR": str(load.scale)}
+    options = K6_OPTIONS_FILE if test.thresholds else None
+    arguments = stroppy_v5.k6_arguments(workdir, SUMMARY_FILE, K6_METRICS_FILE, options, trend_stats(test.thresholds))
     return [
         LoadStep(
-            name="stroppy-gen", argv=[binary, "gen", "--workdir", ".", "--preset", workload], env=env,
-            timeout_s=prepare_s,
+            name="stroppy-prepare", env=env, timeout_s=prepare_s,
+            argv=stroppy_v5.prepare_argv(binary, load.workload, url, load.scale, load.env),
         ),
         LoadStep(
-            name="stroppy-run", argv=[binary, "run", script, sql, "--", *k6_arguments], env=env,
-            timeout_s=run_s, measured=True,
+            name="stroppy-run", env=env, timeout_s=run_s, measured=True,
+            argv=stroppy_v5.measure_argv(binary, load.workload, url, knobs, arguments),
+            files={K6_OPTIONS_FILE: k6_options(test.thresholds)} if options else {},
+            verdict_exits=list(stroppy_v5.VERDICT_EXITS),
         ),
     ]  # fmt: skip
 
 
-def load_steps(test: BenchmarkTest, connection: Connection, margin_s: int, stroppy_binary: str = "") -> list[LoadStep]:
-    """The steps of the test's driver. Raises LoadError for a stroppy load without a version or of an unsupported
-    major."""
+def load_steps(
+    test: BenchmarkTest, connection: Connection, margin_s: int, stroppy_binary: str = "", workdir: str = "."
+) -> list[LoadStep]:
+    """The steps of the test's driver; `workdir` is the runner's directory for the load's files. Raises LoadError
+    for a stroppy load without a version or of an unsupported major."""
     if test.stroppy.driver is Driver.PGBENCH:
         return pgbench_steps(test, connection, margin_s)
-    return stroppy_steps(test, connection, stroppy_binary, margin_s)
+    return stroppy_steps(test, connection, stroppy_binary, margin_s, workdir)

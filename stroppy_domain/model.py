@@ -24,7 +24,9 @@ from stroppy_domain.model_base import (
     MAX_REPLICAS,
     NAME_PATTERN,
     PATTERN_HINTS,
+    PGBENCH_WORKLOAD,
     RELEASE_PATTERN,
+    WORKLOAD_PATTERN,
     BackupTool,
     Driver,
     Flag,
@@ -36,7 +38,6 @@ from stroppy_domain.model_base import (
     Scope,
     StorageEngine,
     Target,
-    Workload,
     text_problem,
 )
 from stroppy_domain.model_database import (
@@ -83,12 +84,13 @@ from stroppy_domain.thresholds import check_metric_name, parse_assertion
 __all__ = [
     "BLOCK_NAME_PATTERN", "COMMAND_SETTINGS", "CRON_PATTERN", "DEFAULT_RUNNER_HARDWARE", "DEFAULT_TARGET",
     "ENV_NAME_PATTERN", "FILE_SETTINGS", "GUC_PATTERN", "MAX_DEDICATED", "MAX_REPLICAS", "NAME_PATTERN",
-    "PATTERN_HINTS", "RUN_OWNED_ENV", "Addons", "Backup", "BackupAddon", "BackupStorage", "BackupTool", "BenchmarkTest",
+    "PATTERN_HINTS", "PGBENCH_WORKLOAD", "RUN_OWNED_ENV", "WORKLOAD_PATTERN", "Addons", "Backup", "BackupAddon",
+    "BackupStorage", "BackupTool", "BenchmarkTest",
     "ClusterTemplate", "Colocate", "DatabaseRef", "Dedicated", "Driver", "Endpoint", "Etcd", "ExistingDatabase",
     "Flag", "GucValue", "Hardware", "InputModel", "InstanceTemplate", "Integer", "LoadEnv", "LocalStorage", "Model",
     "NodeExporter", "PatroniSettings", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
     "PostgresSettings", "PostgresqlConf", "ReplicaOverride", "S3Storage", "Scope", "Sidecars", "StorageEngine",
-    "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology", "Workload", "check_backup_path",
+    "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology", "check_backup_path",
     "check_conf_names", "check_cron", "check_env", "parse_postgres_url", "text_problem",
 ]  # fmt: skip
 
@@ -136,7 +138,11 @@ class StroppyCli(InputModel):
         pattern=RELEASE_PATTERN,
         description="stroppy release; stroppy only.",
     )
-    workload: Workload = Field(default=Workload.TPCC, description="The benchmark.")
+    workload: str = Field(
+        default="tpcc/tx",
+        pattern=WORKLOAD_PATTERN,
+        description="stroppy: a workload of its release (v5: tpcb/tx, tpcb/procs, tpcc/tx, tpcc/procs); pgbench: tpcb.",
+    )
     clients: Integer = Field(
         default=4, ge=1, le=10000, description="Concurrent clients (stroppy VUs, pgbench clients)."
     )

@@ -159,9 +159,8 @@ DEFAULT_TARGET = Target.DOCKER
 """Where a suite's tests run when neither the suite nor the test names a target."""
 
 
-class Workload(StrEnum):
-    TPCC = "tpcc"
-    TPCB = "tpcb"
+WORKLOAD_PATTERN = r"^[a-z0-9_]{1,64}(/[a-z0-9_]{1,64})?$"
+PGBENCH_WORKLOAD = "tpcb"
 
 
 class StorageEngine(StrEnum):

@@ -13,9 +13,11 @@ from functools import partial
 
 from pydantic import BaseModel
 
+from stroppy_domain import stroppy_v5
 from stroppy_domain.errors import Issue, join_path
 from stroppy_domain.load import LoadError, stroppy_major
 from stroppy_domain.model import (
+    PGBENCH_WORKLOAD,
     BackupAddon,
     BackupStorage,
     BenchmarkTest,
@@ -32,7 +34,6 @@ from stroppy_domain.model import (
     Scope,
     StorageEngine,
     StroppyCli,
-    Workload,
 )
 from stroppy_domain.partial import guarded, known
 from stroppy_domain.placement import colocated_machines
@@ -44,21 +45,42 @@ def test_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:
     """Every rule between the fields of one test, each skipped when it needs a field that did not validate."""
     stroppy_path = join_path(path, "stroppy")
     yield from guarded(lambda: _driver_issues(test.stroppy, stroppy_path))
+    yield from guarded(lambda: _threshold_issues(test, join_path(path, "thresholds")))
     database = known(lambda: test.database)
     if database is not None:
         yield from _database_issues(database, join_path(path, "database"))
 
 
 def _driver_issues(load: StroppyCli, path: str) -> Iterator[Issue]:
-    if load.driver is Driver.STROPPY and load.version is None:
+    """The release, its workload and the knobs in `env` are ones the driver has; pgbench runs TPC-B only."""
+    if load.driver is Driver.PGBENCH:
+        if load.workload != PGBENCH_WORKLOAD:
+            yield Issue(join_path(path, "workload"), "pgbench runs TPC-B only: write tpcb", load.workload)
+        return
+    if load.version is None:
         yield Issue(join_path(path, "version"), "the stroppy driver needs the release to install")
-    if load.driver is Driver.STROPPY and load.version is not None:
-        try:
-            stroppy_major(load.version)
-        except LoadError as error:
-            yield Issue(join_path(path, "version"), str(error).split(": ", 1)[1], load.version)
-    if load.driver is Driver.PGBENCH and load.workload is not Workload.TPCB:
-        yield Issue(join_path(path, "workload"), "pgbench runs TPC-B only", str(load.workload))
+        return
+    try:
+        stroppy_major(load.version)
+    except LoadError as error:
+        yield Issue(join_path(path, "version"), str(error).split(": ", 1)[1], load.version)
+        return
+    problem = stroppy_v5.workload_problem(load.workload)
+    if problem is not None:
+        yield Issue(join_path(path, "workload"), problem, load.workload)
+    for name, reason in stroppy_v5.knob_problems(load.workload, load.env).items():
+        yield Issue(join_path(path, "env", name), reason, load.env[name])
+
+
+def _threshold_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:
+    """A stroppy workload's thresholds name metrics its script defines."""
+    load = test.stroppy
+    if load.driver is not Driver.STROPPY or stroppy_v5.workload_problem(load.workload) is not None:
+        return
+    for metric in test.thresholds:
+        problem = stroppy_v5.metric_problem(load.workload, metric)
+        if problem is not None:
+            yield Issue(join_path(path, metric), problem)
 
 
 def _exactly_one(model: BaseModel, path: str, options: tuple[str, ...]) -> Iterator[Issue]:

@@ -135,13 +135,14 @@ def pgbench_log_series(lines: Iterable[str]) -> list[Series]:
 def k6_csv_series(lines: Iterable[str]) -> list[Series]:
     """k6 `--out csv=FILE` rows (`metric_name,timestamp,metric_value,...`, unix-second timestamps).
 
-    k6 writes one `iteration_duration` row (milliseconds) per completed iteration: throughput and latency come from
-    those; a `checks` row of 0 is an error. Besides, every metric the load reported (stroppy's own included) becomes
-    `k6_<metric>`, its per-second mean.
+    stroppy v5 writes a `tx_total_duration` row (milliseconds) per finished transaction and a `tx_error_rate` row of
+    1 per failed one (`internal/static/helpers.ts:129-138,320-338,787-806` at v5.7.3): throughput, latency and errors
+    come from those. A load without them falls back to k6's own `iteration_duration` per iteration and `checks`
+    rows of 0 as errors. Besides, every metric the load reported becomes `k6_<metric>`, its per-second mean.
 
     Raises LoadSeriesError when a column is missing, or a row's timestamp or value is not a number.
     """
-    per_second = _PerSecond()
+    transactions, iterations = _PerSecond(), _PerSecond()
     sums: dict[str, dict[int, float]] = {}
     counts: dict[str, Counter[int]] = {}
     reader = csv.DictReader(lines)
@@ -157,10 +158,14 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
         # A Counter sums floats as well; typeshed types its counts as int only.
         sums.setdefault(name, cast("dict[int, float]", Counter()))[second] += value
         counts.setdefault(name, Counter())[second] += 1
-        if name == "iteration_duration":
-            per_second.add(second, value / 1000)
+        if name == "tx_total_duration":
+            transactions.add(second, value / 1000)
+        elif name == "tx_error_rate" and value != 0:
+            transactions.add(second, None)
+        elif name == "iteration_duration":
+            iterations.add(second, value / 1000)
         elif name == "checks" and value == 0:
-            per_second.add(second, None)
+            iterations.add(second, None)
     means = [
         Series(
             name=K6_METRIC_PREFIX + re.sub(r"[^a-zA-Z0-9_]", "_", name),
@@ -169,7 +174,7 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
         )
         for name in sorted(sums)
     ]
-    return per_second.series() + means
+    return (transactions.series() or iterations.series()) + means
 
 
 def scrape_targets(run_id: str, plan: RunPlan) -> list[ScrapeTarget]:

@@ -24,12 +24,12 @@ BASE_SUITE: dict[str, Any] = {
     "tests": [
         {
             "name": "instance",
-            "stroppy": {"version": "v5.0.0", "workload": "tpcc", "duration": "1m"},
+            "stroppy": {"version": "v5.0.0", "workload": "tpcc/tx", "duration": "1m"},
             "database": {"instance": {"hardware": HARDWARE}},
         },
         {
             "name": "cluster",
-            "stroppy": {"version": "v5.0.0", "workload": "tpcb"},
+            "stroppy": {"version": "v5.0.0", "workload": "tpcb/tx"},
             "database": {
                 "cluster": {
                     "topology": {

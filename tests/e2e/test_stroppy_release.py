@@ -71,7 +71,7 @@ def release_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def stroppy_test(name: str, version: str, database: dict, **env: str) -> dict:
-    load = {"driver": "stroppy", "version": version, "workload": "tpcb", "scale": 1, "duration": 6, "env": env}
+    load = {"driver": "stroppy", "version": version, "workload": "tpcb/tx", "scale": 1, "duration": 6, "env": env}
     return {"name": name, "stroppy": load, "database": database}
 
 

@@ -25,7 +25,7 @@ DURATIONS = [d for d in DURATIONS if d <= MAX_DURATION_S]
 
 
 def a_test(driver: str, duration: int) -> BenchmarkTest:
-    stroppy = {"driver": driver, "workload": "tpcb", "duration": duration}
+    stroppy = {"driver": driver, "workload": "tpcb/tx", "duration": duration}
     if driver == "stroppy":
         stroppy["version"] = "v5.7.3"
     hardware = {"cores": 1, "memory_gb": 1, "disk_gb": 10}

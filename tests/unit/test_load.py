@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stroppy_domain.load import LoadError, load_steps, stroppy_major
+from stroppy_domain.model import BenchmarkTest
 from stroppy_domain.placement import plan_run, with_runner_password
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
@@ -15,12 +18,15 @@ from tests.conftest import fixed_passwords
 CONNECTION = Connection(host="10.1.0.4", port=6432, dbname="stroppy", user="stroppy")
 
 
-def make_test(**load: object) -> object:
-    suite = {
-        "name": "s",
-        "tests": [{"name": "t", "stroppy": load, "database": {"instance": {"hardware": {"cores": 2, "memory_gb": 1,
-                                                                                        "disk_gb": 1}}}}],
-    }  # fmt: skip
+def make_test(thresholds: dict | None = None, **load: object) -> BenchmarkTest:
+    hardware = {"cores": 2, "memory_gb": 1, "disk_gb": 1}
+    test = {
+        "name": "t",
+        "stroppy": load,
+        "thresholds": thresholds or {},
+        "database": {"instance": {"hardware": hardware}},
+    }
+    suite = {"name": "s", "tests": [test]}
     return validate_suite(suite).tests[0]
 
 
@@ -36,31 +42,63 @@ def test_pgbench_initialises_then_runs_for_the_duration() -> None:
     assert "PGPASSWORD" not in run.env
 
 
-@pytest.mark.parametrize(
-    ("version", "k6_arguments"),
-    [
-        ("v2.4.0", ["--summary-export", "summary.json", "--out", "csv=k6_metrics.csv"]),
-        ("v5.0.0", ["--summary-mode", "full", "--summary-export", "summary.json", "--out", "csv=k6_metrics.csv"]),
-    ],
-)
-def test_stroppy_command_shapes(version: str, k6_arguments: list[str]) -> None:
-    test = make_test(driver="stroppy", version=version, workload="tpcc", scale=2, duration=45, env={"VUS": "4"})
-    gen, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary="/opt/stroppy-runs/r/stroppy")
-    assert gen.argv == ["/opt/stroppy-runs/r/stroppy", "gen", "--workdir", ".", "--preset", "tpcc"]
-    assert run.argv == ["/opt/stroppy-runs/r/stroppy", "run", "tpcc.ts", "tpcc.sql", "--", *k6_arguments]
-    assert run.env == {
-        "VUS": "4",
-        "DRIVER_URL": "postgres://stroppy@10.1.0.4:6432/stroppy?sslmode=disable",
-        "PGPASSFILE": LOAD_PASSFILE,
-        "SCALE_FACTOR": "2",
-        "DURATION": "45s",
+BINARY = "/opt/stroppy-runs/r/stroppy"
+WORKDIR = "/var/lib/stroppy/results/r/load"
+URL = "postgres://stroppy@10.1.0.4:6432/stroppy?sslmode=disable"
+
+
+@pytest.mark.parametrize("workload", ["tpcb/tx", "tpcb/procs", "tpcc/tx", "tpcc/procs"])
+def test_stroppy_v5_loads_then_measures_the_workload(workload: str) -> None:
+    """v5.7.3: `-d pg -D url=` (run.go:521-603, driver_preset.go:85-188; no DRIVER_URL), knobs as `-e`
+    (run.go:402-428), VUS/DURATION (helpers.ts:601-634), SCALE_FACTOR (tpcb_common.ts:32, tpcc_common.ts:72), the
+    embedded workload by name (resolve.go:171-245), load with `--no-steps workload`, measure with `--steps workload`
+    (workloads/tpcb/README.md:89-91), k6's arguments after `--` (run.go:240-245) by absolute path, since k6 runs in a
+    temporary directory (script_runner.go:556-574)."""
+    test = make_test(version="v5.7.3", workload=workload, scale=2, clients=16, duration=45, env={"POOL_SIZE": "32"})
+    prepare, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
+    assert prepare.argv == [
+        BINARY, "run", workload, "-d", "pg", "-D", f"url={URL}", "-e", "POOL_SIZE=32", "-e", "SCALE_FACTOR=2",
+        "--no-steps", "workload",
+    ]  # fmt: skip
+    assert run.argv == [
+        BINARY, "run", workload, "-d", "pg", "-D", f"url={URL}",
+        "-e", "POOL_SIZE=32", "-e", "VUS=16", "-e", "DURATION=45s", "-e", "SCALE_FACTOR=2",
+        "--steps", "workload", "--",
+        "--summary-export", f"{WORKDIR}/summary.json",
+        "--summary-trend-stats", "avg,min,med,max,p(90),p(95),p(99)",
+        "--out", f"csv={WORKDIR}/k6_metrics.csv",
+    ]  # fmt: skip
+    assert prepare.env == run.env == {"PGPASSFILE": LOAD_PASSFILE}  # pgx reads the password from it (pool.go:80)
+    assert (prepare.timeout_s, run.timeout_s) == (1800, 75)
+    assert run.measured and not prepare.measured
+    assert run.verdict_exits == [99, 108] and prepare.verdict_exits == []  # k6_exit.go:24-62, tpcc_common.ts:650
+    assert run.files == {}
+
+
+def test_thresholds_go_to_k6_with_the_percentiles_they_need() -> None:
+    thresholds = {
+        "tx_total_duration": ["p(99.9)<50", {"threshold": "p(95)<20", "abortOnFail": True, "delayAbortEval": "30s"}],
+        "tx_error_rate": ["rate<0.01"],
     }
-    assert run.timeout_s == 75
+    test = make_test(version="v5.7.3", workload="tpcb/tx", thresholds=thresholds)
+    _, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
+    k6 = run.argv[run.argv.index("--") + 1 :]
+    assert k6[k6.index("--summary-trend-stats") + 1] == "avg,min,med,max,p(90),p(95),p(99),p(99.9)"
+    assert k6[-2:] == ["--config", f"{WORKDIR}/k6-options.json"]
+    assert json.loads(run.files["k6-options.json"]) == {
+        "thresholds": {
+            "tx_total_duration": [
+                {"threshold": "p(99.9)<50", "abortOnFail": False},
+                {"threshold": "p(95)<20", "abortOnFail": True, "delayAbortEval": "30s"},
+            ],
+            "tx_error_rate": [{"threshold": "rate<0.01", "abortOnFail": False}],
+        }
+    }
 
 
-@pytest.mark.parametrize("version", ["v1.0.0", "v3.2.1", "4.0.0"])
+@pytest.mark.parametrize("version", ["v1.0.0", "v2.3.0", "v3.2.1", "4.0.0", "v6.0.0"])
 def test_other_stroppy_majors_are_refused(version: str) -> None:
-    with pytest.raises(LoadError, match="supported majors are 2, 5"):
+    with pytest.raises(LoadError, match="only major 5 is supported"):
         stroppy_major(version)
 
 

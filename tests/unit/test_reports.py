@@ -90,7 +90,7 @@ def test_versions_name_the_load_tool_and_the_database_software() -> None:
     suite = validate_suite(fresh_suite())
     instance, cluster = suite.tests
     assert run_versions(instance) == {
-        "driver": "stroppy", "workload": "tpcc", "stroppy": "v5.0.0", "postgresql": "17", "storage engine": "heap",
+        "driver": "stroppy", "workload": "tpcc/tx", "stroppy": "v5.0.0", "postgresql": "17", "storage engine": "heap",
         "patroni": "no",
     }  # fmt: skip
     assert run_versions(cluster)["patroni"] == "yes"

@@ -240,12 +240,12 @@ ACCEPTED: list[tuple[str, Mutation]] = [
     ("whole float duration", load(duration=60.0)),
     ("multi-line description", set_at("description", value="first line\n\tsecond line\r\n")),
     ("quotes and backslashes in a conf value", conf({"search_path": "'a\\b', \"x\"", "x.y": 1.5, "fsync": False})),
-    ("env the run does not set", load(env={"VUS": "4", "PGOPTIONS": "-c x=1", "K6_OUT": "json"})),
+    ("env the run does not set", load(env={"POOL_SIZE": "4", "PGOPTIONS": "-c x=1", "K6_OUT": "json"})),
     ("cron lists, ranges, steps", backup(schedule="*/15 0-23/2 1,15 1-12 0-7")),
     ("backup directories", local_path("/srv/dumps/")),
     ("IPv6 host", existing("postgres://u@[::1]:5432/db")),
     ("encoded names", existing("postgres://us%40er@h/d%2Fb?sslmode=require")),
-    ("threshold spacing", thresholds({"m{ tag : v }": ["p(99.9) <= 1500.5", {"threshold": "rate>0"}]})),
+    ("threshold spacing", thresholds({"tx_count{ tag : v }": ["p(99.9) <= 1500.5", {"threshold": "rate>0"}]})),
 ]
 
 

@@ -73,7 +73,37 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "stroppy major",
         set_at("tests", 0, "stroppy", "version", value="v3.1.0"),
         "tests[0].stroppy.version",
-        "supported majors are 2, 5",
+        "only major 5 is supported",
+    ),
+    (
+        "stroppy v2 is refused",
+        set_at("tests", 0, "stroppy", "version", value="v2.3.0"),
+        "tests[0].stroppy.version",
+        "v2 ran k6 scripts from `gen` with DRIVER_URL",
+    ),
+    (
+        "v5 names its workloads tpcc/tx",
+        set_at("tests", 0, "stroppy", "workload", value="tpcc"),
+        "tests[0].stroppy.workload",
+        "stroppy v5 has no workload 'tpcc'; it offers tpcb/tx, tpcb/procs, tpcc/tx, tpcc/procs",
+    ),
+    (
+        "a knob the workload does not read",
+        set_at("tests", 1, "stroppy", "env", value={"WAREHOUSE_START": "2"}),
+        "tests[1].stroppy.env.WAREHOUSE_START",
+        "is not a knob of tpcb/tx; it reads RETRY_ATTEMPTS, POOL_SIZE",
+    ),
+    (
+        "concurrency comes from clients",
+        set_at("tests", 0, "stroppy", "env", value={"VUS": "8"}),
+        "tests[0].stroppy.env.VUS",
+        "set by the run from the test's clients",
+    ),
+    (
+        "a threshold on a metric the workload lacks",
+        set_at("tests", 0, "thresholds", value={"tpcb_retry_attempts": ["count<1"]}),
+        "tests[0].thresholds.tpcb_retry_attempts",
+        "tpcc/tx has no metric 'tpcb_retry_attempts'; k6 would refuse the threshold",
     ),
     (
         "pgbench runs tpcb only",
@@ -84,7 +114,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
     ("test name pattern", set_at("tests", 0, "name", value="Bad Name"), "tests[0].name", "lowercase"),
     ("unique test names", set_at("tests", 1, "name", value="instance"), "tests[1].name", "unique"),
     ("no tests", set_at("tests", value=[]), "tests", "at least 1"),
-    ("workload enum", set_at("tests", 0, "stroppy", "workload", value="ycsb"), "tests[0].stroppy.workload", "tpcc"),
+    ("workload name", set_at("tests", 0, "stroppy", "workload", value="Ycsb!"), "tests[0].stroppy.workload", "match"),
     (
         "duration syntax",
         set_at("tests", 0, "stroppy", "duration", value="ten"),
