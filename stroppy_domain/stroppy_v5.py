@@ -59,18 +59,12 @@ aliases, the power-test knobs a timed run ignores, and the SQL file stroppy pick
 
 
 class WorkloadSpec(Model):
-    """One embedded workload of the release: its steps and the knobs its script declares."""
+    """One embedded workload of the release and the knobs its script declares."""
 
     name: str
-    steps: tuple[str, ...]
     knobs: tuple[str, ...] = Field(description="Environment the script declares with ENV(), less what the run sets.")
 
 
-_TPCB_STEPS = (
-    "drop_schema", "create_schema", "set_unlogged", "load_data", "create_indexes", "set_logged",
-    "create_foreign_keys", "analyze", MEASURED_STEP,
-)  # fmt: skip
-_TPCC_STEPS = (*_TPCB_STEPS[:-1], "validate_population", MEASURED_STEP)
 # workloads/tpcb/tpcb_common.ts:32-95 and workloads/tpcc/tpcc_common.ts:71-89,702,813,841
 _TPCB_KNOBS = ("RETRY_ATTEMPTS", "POOL_SIZE", "LOAD_WORKERS", "PG_UNLOGGED", "TX_ISOLATION")
 _TPCC_KNOBS = (*_TPCB_KNOBS, "WAREHOUSE_START", "LOAD_ITEMS", "PACING", "STROPPY_NO_DEFAULT")
@@ -78,10 +72,10 @@ _TPCC_KNOBS = (*_TPCB_KNOBS, "WAREHOUSE_START", "LOAD_ITEMS", "PACING", "STROPPY
 WORKLOADS: dict[str, WorkloadSpec] = {
     spec.name: spec
     for spec in (
-        WorkloadSpec(name="tpcb/tx", steps=_TPCB_STEPS, knobs=_TPCB_KNOBS),
-        WorkloadSpec(name="tpcb/procs", steps=_TPCB_STEPS, knobs=_TPCB_KNOBS),
-        WorkloadSpec(name="tpcc/tx", steps=_TPCC_STEPS, knobs=_TPCC_KNOBS),
-        WorkloadSpec(name="tpcc/procs", steps=_TPCC_STEPS, knobs=_TPCC_KNOBS),
+        WorkloadSpec(name="tpcb/tx", knobs=_TPCB_KNOBS),
+        WorkloadSpec(name="tpcb/procs", knobs=_TPCB_KNOBS),
+        WorkloadSpec(name="tpcc/tx", knobs=_TPCC_KNOBS),
+        WorkloadSpec(name="tpcc/procs", knobs=_TPCC_KNOBS),
     )
 }
 """The embedded workloads (`workloads/`) that run TPC transactions against PostgreSQL at a scale: what a test can

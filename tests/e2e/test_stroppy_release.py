@@ -1,18 +1,18 @@
 """stroppy on a runner: pinned, downloaded, verified, run; with a stand-in release served from this host.
 
-The real release comes from GitHub, which these machines cannot reach; `tests/standin/stroppy_standin.sh` takes its
-place (packed as `stroppy` in the release archive) and drives a real load. Everything from the lock file to the
-checksum check and the load runs for real.
+The real release comes from GitHub, which these machines cannot reach; `tests/standin/stroppy_standin.py` takes its
+place (packed as `stroppy` beside the real k6 binary, see tests/standin/stroppy_archive.py). It parses the command
+line as stroppy v5.7.3 does, drives a real load with pgbench, and has k6 itself replay the transactions live, so the
+summary, the thresholds and exit code 99 are k6's. Everything from the lock file to the checksum check, the command
+the driver builds and the verdict runs for real.
 """
 
 from __future__ import annotations
 
 import http.server
-import io
 import json
 import os
 import shutil
-import tarfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,65 +24,58 @@ from flows.cli import main as cli
 from flows.teardown import metrics_store
 from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ARCHIVE_NAME
-from tests.conftest import REPO
 from tests.e2e.test_orchestration import NOTHING, PATRONI_BEHIND_PGBOUNCER, leftovers, run_suite
+from tests.standin.stroppy_archive import standin_archive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
 
-STANDIN = REPO / "tests" / "standin" / "stroppy_standin.sh"
 STANDIN_PORT = 18765
-GOOD, TAMPERED, MISSING = "v5.0.0-standin", "v5.0.1-standin", "v2.4.0-standin"
-
-
-def standin_archive(extra: str = "") -> bytes:
-    content = STANDIN.read_bytes() + extra.encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("stroppy")
-        info.size, info.mode = len(content), 0o755
-        archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
+GOOD, TAMPERED, MISSING, HANGS = "v5.0.0-standin", "v5.0.1-standin", "v5.0.2-standin", "v5.0.3-standin"
+INSTANCE = {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}}
 
 
 @pytest.fixture(scope="module")
 def release_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serves releases on every interface (machines reach it through their gateway) and pins three of them."""
+    """Serves releases on every interface (machines reach it through their gateway) and pins four of them."""
     lock = os.environ.get("STROPPY_RELEASE_LOCK")
     if not lock or str(STANDIN_PORT) not in os.environ.get("STROPPY_RELEASE_URL", ""):
         pytest.fail("start the control plane through scripts/test.sh, which points it at the stand-in releases")
     root = tmp_path_factory.mktemp("releases")
-    for version in (GOOD, TAMPERED, MISSING):
+    for version in (GOOD, TAMPERED, MISSING, HANGS):
         (root / version).mkdir()
-        (root / version / ARCHIVE_NAME).write_bytes(standin_archive())
+        (root / version / ARCHIVE_NAME).write_bytes(standin_archive(hang=version == HANGS))
     handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(root))  # noqa: E731
     server = http.server.ThreadingHTTPServer(
         ("0.0.0.0", STANDIN_PORT), handler
     )  # machines connect through their gateway
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    for version in (GOOD, TAMPERED, MISSING):
+    for version in (GOOD, TAMPERED, MISSING, HANGS):
         url = f"http://127.0.0.1:{STANDIN_PORT}/{version}/{ARCHIVE_NAME}"
         assert cli(["stroppy", "pin", version, "--url", url, "--lock", lock]) == 0
     # After pinning: one release changes under its checksum, another disappears.
-    (root / TAMPERED / ARCHIVE_NAME).write_bytes(standin_archive("# tampered\n"))
+    (root / TAMPERED / ARCHIVE_NAME).write_bytes(standin_archive(extra="# tampered\n"))
     shutil.rmtree(root / MISSING)
     yield root
     server.shutdown()
 
 
-def stroppy_test(name: str, version: str, database: dict, **env: str) -> dict:
-    load = {"driver": "stroppy", "version": version, "workload": "tpcb/tx", "scale": 1, "duration": 6, "env": env}
-    return {"name": name, "stroppy": load, "database": database}
+def stroppy_test(name: str, version: str, database: dict, thresholds: dict | None = None, clients: int = 2) -> dict:
+    load = {"driver": "stroppy", "version": version, "workload": "tpcb/tx", "scale": 1, "duration": 6,
+            "clients": clients}  # fmt: skip
+    return {"name": name, "stroppy": load, "database": database, "thresholds": thresholds or {}}
 
 
-def test_pinned_stroppy_drives_a_real_load_and_bad_releases_fail_cleanly(release_server: Path) -> None:
+@pytest.mark.timeout(1800)
+def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cleanly(release_server: Path) -> None:
     tests = [
-        stroppy_test("stroppy-patroni", GOOD, PATRONI_BEHIND_PGBOUNCER),
-        stroppy_test("tampered", TAMPERED, {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}}),
-        stroppy_test("missing", MISSING, {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}}),
-        stroppy_test("hangs", GOOD, {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}},
-                     STANDIN_HANG="1"),
-        stroppy_test("unpinned", "v5.9.9", {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}}),
+        stroppy_test("stroppy-patroni", GOOD, PATRONI_BEHIND_PGBOUNCER, clients=3,
+                     thresholds={"tx_count": ["count>0"], "tx_error_rate": ["rate<0.5"]}),
+        stroppy_test("too-slow", GOOD, INSTANCE, thresholds={"tx_total_duration": ["p(95)<0.001"]}),
+        stroppy_test("tampered", TAMPERED, INSTANCE),
+        stroppy_test("missing", MISSING, INSTANCE),
+        stroppy_test("hangs", HANGS, INSTANCE),
+        stroppy_test("unpinned", "v5.9.9", INSTANCE),
     ]  # fmt: skip
     flow_run, result = run_suite(tests)
     assert flow_run.state.is_failed()
@@ -91,15 +84,29 @@ def test_pinned_stroppy_drives_a_real_load_and_bad_releases_fail_cleanly(release
     good = outcomes["stroppy-patroni"]
     assert good.state == "COMPLETED", good.message
     run = good.result
-    assert [step.name for step in run.load.steps] == ["stroppy-gen", "stroppy-run"]
-    assert "summary.json" in run.load.files
-    summary = json.loads((Path(run.output_dir) / "summary.json").read_text())
-    assert summary["metrics"]["iterations"]["count"] > 0
+    assert [step.name for step in run.load.steps] == ["stroppy-prepare", "stroppy-run"]
+    assert {"summary.json", "k6_metrics.csv", "k6-options.json"} <= set(run.load.files)
+    output = Path(run.output_dir)
+    assert "number of clients: 3" in (output / "standin-pgbench.log").read_text()  # clients became VUS
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["metrics"]["tx_count"]["count"] > 0
+    assert summary["metrics"]["tx_count"]["thresholds"] == {"count>0": False}  # k6's own verdict: not crossed
+    assert {(c.metric, c.reason) for c in run.checks} == {
+        ("tx_count", "judged by k6"),
+        ("tx_error_rate", "judged by k6"),
+    }
     assert run.connection.endswith(":6432/stroppy?sslmode=disable")
     store = metrics_store(OrchestrationSettings())
     window = (run.started_at - timedelta(seconds=30), datetime.now(UTC))
-    for series in ("k6_iteration_duration", "stroppy_load_throughput"):  # stroppy's own metrics, and the common ones
+    for series in ("k6_tx_total_duration", "stroppy_load_throughput"):  # stroppy's own metrics, and the common ones
         assert store.query_range(f'{series}{{run_id="{run.run_id}"}}', *window, 5), series
+
+    slow = outcomes["too-slow"]
+    assert slow.state == "FAILED" and slow.result is not None, slow.message
+    assert slow.result.verdict == "FAILED" and slow.result.load.steps[-1].exit_code == 99
+    (check,) = slow.result.checks
+    assert not check.passed and check.observed is not None and check.observed > 0.001 and check.reason == "judged by k6"
+    assert "tx_total_duration p(95)<0.001 (observed" in slow.result.reason
 
     expected = {
         "tampered": "does not match the pinned",

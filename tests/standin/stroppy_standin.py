@@ -28,7 +28,8 @@ What it does not imitate:
   timestamped when k6 reads them (pgbench flushes its log in 4 KiB blocks, so a slow load arrives in bursts).
 - Connection errors come from libpq (pgbench), not pgx; the prepare pass runs pgbench only (no k6, k6 args ignored).
 - The unknown-driver message lists presets in a fixed order; the real order is random (Go map iteration).
-A file named HANG next to this program makes `run` sleep forever after its arguments were accepted.
+A file named HANG next to this program makes a `run` of the measured `workload` step sleep forever after its arguments
+were accepted (the preparation runs as usual), so tests can check the measurement's bound.
 """
 
 from __future__ import annotations
@@ -886,8 +887,8 @@ def run(argv: list[str]) -> int:
     if sql is not None and (sql.source, sql.path) != ("embedded", "tpcb/pg.sql"):
         raise StroppyError(f"the stroppy stand-in runs only the built-in tpcb/pg.sql, not {sql.path}", SCRIPT_EXCEPTION)
     load = load_settings(plan.env, PROBED_STEPS[plan.resolved.script.path])
-    if (Path(__file__).resolve().parent / "HANG").exists():
-        print("stroppy stand-in: HANG file present; sleeping forever", flush=True)
+    if "workload" in load.steps and (Path(__file__).resolve().parent / "HANG").exists():
+        print("stroppy stand-in: HANG file present; the measured run sleeps forever", flush=True)
         while True:
             time.sleep(3600)
     with tempfile.TemporaryDirectory(prefix="stroppy-standin-") as scratch:
