@@ -8,7 +8,13 @@ from enum import StrEnum
 
 from stroppy_domain.model import Model, Thresholds
 from stroppy_domain.results import LoadMetrics, MetricType
-from stroppy_domain.thresholds import Assertion, Operator, canonical_metric_name, parse_assertion
+from stroppy_domain.thresholds import (
+    Operator,
+    aggregation_problem,
+    canonical_metric_name,
+    parse_assertion,
+    stat_key,
+)
 
 _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
     Operator.GT: operator.gt,
@@ -17,12 +23,6 @@ _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
     Operator.LE: operator.le,
     Operator.EQ: operator.eq,
     Operator.NE: operator.ne,
-}
-_ALLOWED = {
-    MetricType.TREND: {"avg", "min", "max", "med", "p"},
-    MetricType.COUNTER: {"count", "rate"},
-    MetricType.GAUGE: {"value"},
-    MetricType.RATE: {"rate"},
 }
 
 
@@ -40,29 +40,42 @@ class ThresholdCheck(Model):
     reason: str = ""
 
 
-def _key(assertion: Assertion) -> str:
-    if assertion.percentile is None:
-        return assertion.aggregation
-    percentile = assertion.percentile
-    return f"p({int(percentile) if percentile.is_integer() else percentile})"
+def _samples(values: dict[str, float]) -> float | None:
+    """How many samples a rate metric had: passes + fails (shapes A and B), total (the machine-readable shape)."""
+    if "total" in values:
+        return values["total"]
+    if "passes" in values and "fails" in values:
+        return values["passes"] + values["fails"]
+    return None
 
 
 def check(metric_name: str, expression: str, metrics: LoadMetrics) -> ThresholdCheck:
+    """One threshold against the summary, read as k6 reads it (`metrics.Thresholds.Run`):
+
+    - a rate without samples is not judged and passes (k6 skips it rather than divide by zero); a counter, gauge or
+      trend without samples is judged on the zeros the summary shows;
+    - an aggregation the metric's type does not take fails, saying that k6 refuses such a threshold before the run;
+    - a statistic the summary lacks (a percentile `--summary-trend-stats` did not ask for) fails, naming it."""
     assertion = parse_assertion(expression)
     wanted = canonical_metric_name(metric_name)
     metric = next((m for name, m in metrics.metrics.items() if canonical_metric_name(name) == wanted), None)
+
+    def result(observed: float | None, passed: bool, reason: str = "") -> ThresholdCheck:
+        return ThresholdCheck(metric=metric_name, expression=expression, observed=observed, passed=passed,
+                              reason=reason)  # fmt: skip
+
     if metric is None:
-        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
-                              reason="the load reported no such metric")  # fmt: skip
-    if assertion.aggregation not in _ALLOWED[metric.type]:
-        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
-                              reason=f"'{assertion.aggregation}' does not apply to a {metric.type} metric")  # fmt: skip
-    observed = metric.values.get(_key(assertion))
+        return result(None, False, "the load reported no such metric")
+    problem = aggregation_problem(metric.type, assertion)
+    if problem is not None:
+        return result(None, False, f"{problem} before the run (exit 104)")
+    if metric.type is MetricType.RATE and _samples(metric.values) == 0:
+        return result(None, True, "the rate has no samples; k6 does not judge it")
+    key = stat_key(assertion)
+    observed = metric.values.get(key)
     if observed is None:
-        return ThresholdCheck(metric=metric_name, expression=expression, observed=None, passed=False,
-                              reason=f"the summary has no {_key(assertion)} for this metric")  # fmt: skip
-    passed = _COMPARE[assertion.operator](observed, assertion.number)
-    return ThresholdCheck(metric=metric_name, expression=expression, observed=observed, passed=passed)
+        return result(None, False, f"the summary has no {key} for this metric (not in --summary-trend-stats)")
+    return result(observed, _COMPARE[assertion.operator](observed, assertion.number))
 
 
 def evaluate(thresholds: Thresholds, metrics: LoadMetrics) -> tuple[Verdict, list[ThresholdCheck]]:

@@ -15,7 +15,7 @@ from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import BenchmarkTest, Driver, Model, Thresholds
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
-from stroppy_domain.thresholds import parse_assertion
+from stroppy_domain.thresholds import parse_assertion, stat_key
 from stroppy_domain.timeseries import K6_METRICS_FILE
 
 PROGRESS_INTERVAL_S = 5
@@ -124,13 +124,14 @@ def k6_options(thresholds: Thresholds) -> str:
 
 
 def trend_stats(thresholds: Thresholds) -> list[str]:
-    """The workload's summary statistics plus every percentile a threshold asks for, so the summary holds them."""
+    """The workload's summary statistics plus every percentile a threshold asks for, each named as the summary
+    names it (`stat_key`), so the summary holds every statistic the thresholds judge."""
     stats = list(stroppy_v5.SUMMARY_TREND_STATS)
     for rules in thresholds.values():
         for rule in rules:
             assertion = parse_assertion(rule.threshold)
             if assertion.percentile is not None:
-                stat = f"p({assertion.percentile:g})"
+                stat = stat_key(assertion)
                 stats += [stat] if stat not in stats else []
     return stats
 

@@ -125,6 +125,15 @@ _PGBENCH = {
 }
 
 
+PGBENCH_METRIC_TYPES: dict[str, MetricType] = {
+    "transactions": MetricType.COUNTER,
+    "tps": MetricType.GAUGE,
+    "latency": MetricType.TREND,
+    "failed_transactions": MetricType.COUNTER,
+}
+"""The metrics `parse_pgbench_report` makes of pgbench's report, by type: what a pgbench test's thresholds judge."""
+
+
 def parse_pgbench_report(text: str) -> LoadMetrics:
     """pgbench's end-of-run report -> `transactions` (counter), `tps` (gauge), `latency` (trend, ms), `failed`.
 
@@ -137,12 +146,14 @@ def parse_pgbench_report(text: str) -> LoadMetrics:
         {"stddev": found["latency_stddev_ms"]} if "latency_stddev_ms" in found else {}
     )
     metrics = [
-        Metric(name="transactions", type=MetricType.COUNTER, values={"count": found["transactions"]}),
-        Metric(name="tps", type=MetricType.GAUGE, values={"value": found["tps"]}),
-        Metric(name="latency", type=MetricType.TREND, values=latency),
-        Metric(name="failed_transactions", type=MetricType.COUNTER, values={"count": found.get("failed", 0.0)}),
+        ("transactions", {"count": found["transactions"]}),
+        ("tps", {"value": found["tps"]}),
+        ("latency", latency),
+        ("failed_transactions", {"count": found.get("failed", 0.0)}),
     ]
-    return LoadMetrics(metrics={metric.name: metric for metric in metrics})
+    return LoadMetrics(
+        metrics={name: Metric(name=name, type=PGBENCH_METRIC_TYPES[name], values=values) for name, values in metrics}
+    )
 
 
 def measure(driver: str, summary_text: str | None, report_text: str) -> LoadMetrics:

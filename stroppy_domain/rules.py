@@ -37,6 +37,8 @@ from stroppy_domain.model import (
 )
 from stroppy_domain.partial import guarded, known
 from stroppy_domain.placement import colocated_machines
+from stroppy_domain.results import PGBENCH_METRIC_TYPES
+from stroppy_domain.thresholds import K6_BUILTIN_TYPES, aggregation_problem, canonical_metric_name, parse_assertion
 
 ORIOLEDB_VERSIONS = (16, 17)
 
@@ -73,8 +75,21 @@ def _driver_issues(load: StroppyCli, path: str) -> Iterator[Issue]:
 
 
 def _threshold_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:
-    """A stroppy workload's thresholds name metrics its script defines."""
+    """No two of a test's thresholds name the same submetric; each aggregation applies to its metric where the
+    metric's type is known; a stroppy workload's thresholds name metrics its script defines."""
     load = test.stroppy
+    types = PGBENCH_METRIC_TYPES if load.driver is Driver.PGBENCH else K6_BUILTIN_TYPES
+    first: dict[str, str] = {}
+    for metric, rules in test.thresholds.items():
+        same = first.setdefault(canonical_metric_name(metric), metric)
+        if same != metric:
+            yield Issue(join_path(path, metric), f"names the same (sub)metric as {same!r}; k6 would judge the "
+                        "thresholds of only one of them: put them in one list")  # fmt: skip
+        metric_type = types.get(metric.split("{", 1)[0])
+        for index, rule in enumerate(rules):
+            problem = aggregation_problem(metric_type, parse_assertion(rule.threshold)) if metric_type else None
+            if problem is not None:
+                yield Issue(join_path(path, metric, index, "threshold"), problem, rule.threshold)
     if load.driver is not Driver.STROPPY or stroppy_v5.workload_problem(load.workload) is not None:
         return
     for metric in test.thresholds:

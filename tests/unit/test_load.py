@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from stroppy_domain.load import LoadError, load_steps, stroppy_major
+from stroppy_domain.load import LoadError, load_steps, stroppy_major, trend_stats
 from stroppy_domain.model import BenchmarkTest
 from stroppy_domain.placement import plan_run, with_runner_password
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
 from stroppy_domain.settings import PlannerSettings
+from stroppy_domain.stroppy_v5 import SUMMARY_TREND_STATS
 from stroppy_domain.validation import validate_suite
 from tests.conftest import fixed_passwords
 
@@ -94,6 +95,20 @@ def test_thresholds_go_to_k6_with_the_percentiles_they_need() -> None:
             "tx_error_rate": [{"threshold": "rate<0.01", "abortOnFail": False}],
         }
     }
+
+
+@pytest.mark.parametrize(
+    ("expressions", "added"),
+    [(["p(99.9)<1"], ["p(99.9)"]), (["p(99.90)<1", "p(99.9)>0"], ["p(99.9)"]), (["p(95.0)<1"], []),
+     (["p(12.3456789)<1"], ["p(12.3456789)"]), (["p(99.99999)<1"], ["p(99.99999)"]), (["p(0.5)<1"], ["p(0.5)"]),
+     (["avg<1", "p(100)<1"], ["p(100)"])],
+)  # fmt: skip
+def test_the_summary_is_asked_for_each_percentile_under_the_key_it_is_read_by(
+    expressions: list[str], added: list[str]
+) -> None:
+    """Named as k6 names `p(N)` (Go's shortest form), never rounded: `p(12.3456789)`, not `p(12.3457)`."""
+    test = make_test(version="v5.7.3", workload="tpcb/tx", thresholds={"tx_total_duration": expressions})
+    assert trend_stats(test.thresholds) == [*SUMMARY_TREND_STATS, *added]
 
 
 @pytest.mark.parametrize("version", ["v1.0.0", "v2.3.0", "v3.2.1", "4.0.0", "v6.0.0"])

@@ -31,6 +31,11 @@ SHAPE_B = {
         "checks": {"value": 0.982, "passes": 9820, "fails": 180, "thresholds": {"rate>0.99": True}},
         "iterations": {"count": 10000, "rate": 16.66},
         "tx_duration{type:new_order}": {"avg": 12.5, "p(95)": 30.0},
+        "tx_error_rate": {"value": 0, "passes": 0, "fails": 0},
+        "tx_error_rate{kind:a}": {"value": 0.5, "passes": 1, "fails": 1},
+        "tx_count": {"count": 0, "rate": 0},
+        "tx_tps": {"value": 0, "min": 0, "max": 0},
+        "tx_empty_duration": {"avg": 0, "min": 0, "med": 0, "max": 0, "p(95)": 0},
     }
 }  # fmt: skip
 SHAPE_C = {
@@ -107,6 +112,18 @@ CHECKS = [
     ("tx_duration{type:new_order}", "p(95)<50", 30.0, True, ""),
     ("tx_duration{ type : new_order }", "avg<10", 12.5, False, ""),
     ("tx_duration{type:payment}", "avg<10", None, False, "no such metric"),
+    # what k6 does with metrics without samples: a rate is not judged, the others are judged on zeros
+    ("tx_error_rate", "rate>0.5", None, True, "no samples; k6 does not judge it"),
+    ("tx_error_rate", "rate<0.5", None, True, "no samples"),
+    ("tx_error_rate{kind:a}", "rate>0.5", 0.5, False, ""),
+    ("tx_count", "count>0", 0.0, False, ""),
+    ("tx_tps", "value>=0", 0.0, True, ""),
+    ("tx_empty_duration", "p(95)>0", 0.0, False, ""),
+    # what k6 refuses before the run: said so
+    ("tx_error_rate", "p(95)<1", None, False, "'p(95)' does not apply to a rate metric, which takes rate; k6 refuses"),
+    ("tx_tps", "max<1", None, False, "which takes value; k6 refuses it before the run (exit 104)"),
+    # submetrics named as k6 names them in its summary: spaces, quotes and the order of tags do not matter
+    ("tx_duration{ type : 'new_order' }", "avg<20", 12.5, True, ""),
 ]
 
 
@@ -115,6 +132,13 @@ def test_checks(metric: str, expression: str, observed: float | None, passed: bo
     result = check(metric, expression, parse_k6_summary(json.dumps(SHAPE_B)))
     assert (result.observed, result.passed) == (observed, passed)
     assert reason in result.reason
+
+
+def test_a_rate_without_samples_in_the_machine_readable_shape_is_not_judged() -> None:
+    document = {"version": "1.0.0", "results": {"metrics": [
+        {"name": "tx_error_rate", "type": "rate", "values": {"matches": 0, "total": 0, "rate": 0}}]}}  # fmt: skip
+    result = check("tx_error_rate", "rate>0.9", parse_k6_summary(json.dumps(document)))
+    assert (result.observed, result.passed) == (None, True)
 
 
 def test_a_failing_threshold_fails_the_verdict_and_reported_ones_count() -> None:

@@ -6,7 +6,14 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from stroppy_domain.durations import Seconds, parse_duration
-from stroppy_domain.thresholds import Operator, canonical_metric_name, check_metric_name, parse_assertion
+from stroppy_domain.thresholds import (
+    Operator,
+    aggregation_problem,
+    canonical_metric_name,
+    check_metric_name,
+    parse_assertion,
+    stat_key,
+)
 
 ASSERTIONS = [
     ("p(95)<200", "p", Operator.LT, 200.0, 95.0),
@@ -38,23 +45,60 @@ def test_bad_assertions(text: str) -> None:
         parse_assertion(text)
 
 
-@pytest.mark.parametrize("name", ["http_req_duration", "tpcc_new_order{type:new_order}", "checks", "a.b"])
+@pytest.mark.parametrize(
+    "name",
+    ["http_req_duration", "tpcc_new_order{type:new_order}", "checks", "mm{a:b,c:d}", "mm{ a : 'b' }", "mm{a:b c}",
+     "_x", "m" * 129],
+)  # fmt: skip
 def test_metric_names(name: str) -> None:
     assert check_metric_name(name) == name
 
 
 @pytest.mark.parametrize(
     ("name", "canonical"),
-    [("checks", "checks"), ("m{ a : b }", "m{a:b}"), ("m{a:b, c:d}", "m{a:b,c:d}"), ("m{a:b c}", "m{a:b c}")],
-)
+    [("checks", "checks"), ("m{ a : b }", "m{a:b}"), ("m{a:b, c:d}", "m{a:b,c:d}"), ("m{a:b c}", "m{a:b c}"),
+     # k6 makes one submetric of a set of tags: trimmed of spaces and quotes, in any order, the last value kept
+     ("m{kind : b}", "m{kind:b}"), ("m{ kind:'a' }", "m{kind:a}"), ('m{"kind":"a"}', "m{kind:a}"),
+     ("m{b:2, a:1}", "m{a:1,b:2}"), ("m{a:1,a:2}", "m{a:2}")],
+)  # fmt: skip
 def test_canonical_metric_names(name: str, canonical: str) -> None:
     assert canonical_metric_name(name) == canonical
 
 
-@pytest.mark.parametrize("name", ["bad name", "1abc", "m{tag}", "m{a:b}{c:d}"])
+@pytest.mark.parametrize(
+    "name",
+    ["bad name", "1abc", "mm{tag}", "mm{a:b}{c:d}",
+     # k6 refuses these filters (exit 104), or crashes on them (an empty key)
+     "mm{kind:}", "mm{kind:a,}", "mm{kind:a,b}", "mm{}", "mm{kind:a,,b:c}", "mm{:a}", "mm{kind:a} ", "mm {kind:a}",
+     # no metric k6 can create has these names (exit 104)
+     "a.b", "x", "m" * 130, "m-1",
+     # k6 takes these filters, but they match no sample or read ambiguously
+     "mm{kind: }", "mm{'':a}", "mm{kind:a:b}", "mm{kind:a"],
+)  # fmt: skip
 def test_bad_metric_names(name: str) -> None:
-    with pytest.raises(ValueError, match="metric name"):
+    with pytest.raises(ValueError, match=r"metric name|tag filter"):
         check_metric_name(name)
+
+
+@pytest.mark.parametrize(
+    ("metric_type", "expression", "problem"),
+    [("trend", "p(99.9)<1", None), ("trend", "count<1", "'count' does not apply to a trend metric, which takes avg, "
+      "min, max, med, p(N)"), ("rate", "p(95)<1", "'p(95)' does not apply to a rate metric, which takes rate"),
+     ("rate", "rate<1", None), ("counter", "rate>1", None), ("counter", "value>1", "takes count, rate"),
+     ("gauge", "value>1", None), ("gauge", "max>1", "takes value")],
+)  # fmt: skip
+def test_aggregations_by_metric_type(metric_type: str, expression: str, problem: str | None) -> None:
+    found = aggregation_problem(metric_type, parse_assertion(expression))
+    assert found == problem if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(
+    ("expression", "key"),
+    [("avg<1", "avg"), ("p(95)<1", "p(95)"), ("p(95.0)<1", "p(95)"), ("p(99.90)<1", "p(99.9)"),
+     ("p(12.3456789)<1", "p(12.3456789)"), ("p(0.001)<1", "p(0.001)")],
+)  # fmt: skip
+def test_stat_keys_are_the_summary_keys(expression: str, key: str) -> None:
+    assert stat_key(parse_assertion(expression)) == key
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("1h0m5s", 3605)])

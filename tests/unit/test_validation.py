@@ -16,6 +16,7 @@ from stroppy_domain.validation import load_suite, validate_suite
 from tests.conftest import fresh_suite
 
 Mutation = Callable[[dict[str, Any]], None]
+SAME_SUBMETRIC = "tx_total_duration{ kind : 'a' }"
 CLUSTER = ("tests", 1, "database", "cluster")
 
 
@@ -139,6 +140,37 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         set_at("tests", 0, "thresholds", value={"bad name": ["rate>0.9"]}),
         "tests[0].thresholds.bad name.[key]",
         "metric name",
+    ),
+    *[
+        (
+            f"a tag filter k6 refuses: {name}",
+            set_at("tests", 0, "thresholds", value={name: ["avg<1"]}),
+            f"tests[0].thresholds.{name}.[key]",
+            "tag filter",
+        )
+        for name in ("tx_total_duration{kind:}", "tx_total_duration{kind:a,}", "tx_total_duration{kind:a,b}")
+    ],
+    (
+        "two names of one submetric, of which k6 judges one",
+        set_at("tests", 0, "thresholds", value={"tx_total_duration{kind:a}": ["avg<1"], SAME_SUBMETRIC: ["avg>1"]}),
+        "tests[0].thresholds.tx_total_duration{ kind : 'a' }",
+        "names the same (sub)metric as 'tx_total_duration{kind:a}'",
+    ),
+    (
+        "an aggregation one of k6's own metrics does not take",
+        set_at("tests", 0, "thresholds", value={"checks": ["rate>0.9", "p(95)<1"]}),
+        "tests[0].thresholds.checks[1].threshold",
+        "'p(95)' does not apply to a rate metric, which takes rate; k6 refuses it",
+    ),
+    (
+        "an aggregation a pgbench metric does not take",
+        chain(
+            set_at("tests", 1, "stroppy", "driver", value="pgbench"),
+            set_at("tests", 1, "stroppy", "workload", value="tpcb"),
+            set_at("tests", 1, "thresholds", value={"tps": ["count>1"]}),
+        ),
+        "tests[1].thresholds.tps[0].threshold",
+        "'count' does not apply to a gauge metric",
     ),
     (
         "hardware zero",
