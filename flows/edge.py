@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, ValidationError
 
 from infra.containers import ServiceEngine, StartServicesRequest, registry_login
+from infra.host_counters import read_sample
 from infra.prefect_sync import load_block_sync
 from infra.processes import run_bounded
 from infra.result_storage import S3ResultStorage
 from infra.stroppy_release import PinnedRelease, install
 from infra.targets.base import RunSpec, TargetError
 from stroppy_domain.errors import StroppyError
+from stroppy_domain.host import HostCountersError, HostEvidence, HostSample, host_evidence
 from stroppy_domain.load import LoadStep
 from stroppy_domain.plan import SecretFile
 
 VERSION_CHECK_TIMEOUT_S = 30
+IDLE_WINDOW_S = 1.0
+"""How long the host's idle CPU use is read before the measured step."""
 LOAD_FILES_PREFIX = "load"
 
 
@@ -49,6 +55,8 @@ class StepOutcome(BaseModel):
 class LoadOutcome(BaseModel):
     steps: list[StepOutcome]
     files: list[str] = Field(description="Files the load wrote, relative to the output directory.")
+    host: HostEvidence | None = Field(default=None, description="How busy the runner's host was while it measured.")
+    host_error: str = Field(default="", description="Why there is no host evidence, when there is none.")
 
 
 class LoadFailed(StroppyError):  # noqa: N818 - reads as the condition it reports
@@ -66,12 +74,17 @@ def run_load(request: LoadRequest) -> LoadOutcome:
     output_dir = Path(request.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
+    host: HostEvidence | None = None
+    host_error = ""
     for step in request.steps:
         for name, content in step.files.items():
             (output_dir / name).write_text(content)
         log.info("%s: %s (bounded to %d s)", step.name, " ".join(step.argv), step.timeout_s)
+        samples = _idle_samples(log) if step.measured else None
         started_at = datetime.now(UTC)
         result = run_bounded(step.argv, step.env, output_dir, step.timeout_s, log.info)
+        if step.measured:
+            host, host_error = _host_evidence(samples, result.duration_s)
         outcomes.append(
             StepOutcome(
                 name=step.name, exit_code=result.exit_code, timed_out=result.timed_out, started_at=started_at,
@@ -92,7 +105,29 @@ def run_load(request: LoadRequest) -> LoadOutcome:
             f"{request.run_id}/{LOAD_FILES_PREFIX}", output_dir
         )
         log.info("%d load file(s) uploaded to %s", len(files), location)
-    return LoadOutcome(steps=outcomes, files=files)
+    return LoadOutcome(steps=outcomes, files=files, host=host, host_error=host_error)
+
+
+def _idle_samples(log: Any) -> tuple[HostSample, HostSample] | str:
+    """The host's counters a second apart, just before the measured step; or why they cannot be read."""
+    try:
+        first = read_sample()
+        time.sleep(IDLE_WINDOW_S)
+        return first, read_sample()
+    except (HostCountersError, OSError) as error:
+        log.warning("no host evidence for this load: %s", error)
+        return str(error)
+
+
+def _host_evidence(
+    samples: tuple[HostSample, HostSample] | str | None, window_s: float
+) -> tuple[HostEvidence | None, str]:
+    if not isinstance(samples, tuple):
+        return None, samples or "the load had no measured step"
+    try:
+        return host_evidence(*samples, read_sample(), window_s), ""
+    except (HostCountersError, OSError) as error:
+        return None, str(error)
 
 
 class InstallRequest(BaseModel):

@@ -22,6 +22,7 @@ from infra.settings import OrchestrationSettings
 from infra.targets.base import RunSpec
 from stroppy_domain import stroppy_v5
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
+from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
 from stroppy_domain.load import SUMMARY_FILE
 from stroppy_domain.model import BenchmarkTest, Target
 from stroppy_domain.plan import RunPlan
@@ -52,10 +53,15 @@ class RunResult(BaseModel):
     dashboards: dict[str, str] = Field(default_factory=dict, description="Every dashboard of the run, by title.")
     archive: str | None = Field(default=None, description="Where the run's raw files are kept.")
     report_error: str = Field(default="", description="Why the report could not be completed, if it could not.")
+    host: HostEvidence | None = Field(default=None, description="How busy the runner's host was; noisy or not.")
+    host_error: str = Field(default="", description="Why there is no host evidence, when there is none.")
 
 
-def judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: Path) -> RunResult:
-    """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict."""
+def judge(
+    test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: Path, beside: list[str], limits: NoiseLimits
+) -> RunResult:
+    """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict. The host
+    evidence says which runs went `beside` this one and whether its numbers are noisy by `limits`."""
     summary = output_dir / SUMMARY_FILE
     report = "\n".join(outcome.steps[-1].output_tail) if outcome.steps else ""
     checks: list[ThresholdCheck] = []
@@ -79,6 +85,7 @@ def judge(test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: P
         verdict=verdict, reason=reason, checks=checks,
         metrics={name: metric.values for name, metric in metrics.metrics.items()},
         versions=run_versions(test), images=sorted({c.image for m in plan.machines for c in m.containers}),
+        host=judge_noise(outcome.host, beside, limits) if outcome.host else None, host_error=outcome.host_error,
     )  # fmt: skip
 
 

@@ -122,6 +122,21 @@ def reserve_subnet(run_id: str, target: Target, machines: int, settings: Orchest
     return reservation.subnet
 
 
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
+def runs_beside(run_id: str, settings: OrchestrationSettings) -> list[str]:
+    """The other runs holding a subnet now, in every target's address space: those the load overlapped with.
+
+    Raises ReservationStoreUnavailable when Redis does not answer."""
+    planner = planner_settings(settings)
+    with redis_client(settings) as client:
+        leases = [
+            lease.run_id
+            for target in Target
+            for lease in SubnetReservations(client, target, planner.address_space(target)).list()
+        ]
+    return sorted(set(leases) - {run_id})
+
+
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def plan_topology(
     test: BenchmarkTest, target: Target, subnet: str, run_id: str, settings: OrchestrationSettings
@@ -301,8 +316,9 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             outcome: LoadOutcome = bounded(run_load_on_runner, bounds.run_load)(
                 run, steps, bounds.load_dispatch_s, settings
             )
+            beside = bounded(runs_beside, bounds.reserve)(run_id, settings)
         with step(RunStep.RESULTS):
-            result = judge(test, run, outcome, settings.results_dir / run_id / "load")
+            result = judge(test, run, outcome, settings.results_dir / run_id / "load", beside, settings.noise_limits)
         result = result.model_copy(
             update={
                 "started_at": started_at, "phases": list(timeline.phases), "step_seconds": dict(timeline.timings),

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stroppy_domain.host import NoiseLimits
 from stroppy_domain.settings import ImageCatalogue
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -68,6 +69,15 @@ class OrchestrationSettings(BaseSettings):
         "to (`python -m infra.images push`) and cloud machines pull them from; while none is saved, anonymous.",
     )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")
+    noisy_max_busy_before_pct: float = Field(
+        default=30.0,
+        ge=0,
+        le=100,
+        description="A run is marked noisy when its runner's host was busier than this (CPU %) just before the load.",
+    )
+    noisy_max_steal_pct: float = Field(
+        default=5.0, ge=0, le=100, description="A run is marked noisy when more CPU time than this (%) was stolen."
+    )
     max_suite_bytes: int = Field(
         default=1024 * 1024,
         ge=1,
@@ -79,3 +89,7 @@ class OrchestrationSettings(BaseSettings):
         description="Testing aid, never set in production: test name -> run step at which that test's run fails on "
         "purpose, to exercise teardown (given to a suite's flow run as an environment job variable).",
     )
+
+    @property
+    def noise_limits(self) -> NoiseLimits:
+        return NoiseLimits(max_busy_before_pct=self.noisy_max_busy_before_pct, max_steal_pct=self.noisy_max_steal_pct)

@@ -112,10 +112,10 @@ class ThresholdRule(InputModel):
     abort_on_fail: Flag = Field(
         default=False,
         alias="abortOnFail",
-        description="Validated and kept; suite thresholds are checked after the load.",
+        description="stroppy: k6 stops the load as soon as the threshold fails; pgbench's are checked after it.",
     )
     delay_abort_eval: Seconds | None = Field(
-        default=None, alias="delayAbortEval", description="Validated and kept, like abortOnFail."
+        default=None, alias="delayAbortEval", description="stroppy: how long k6 runs before abortOnFail applies."
     )
 
 

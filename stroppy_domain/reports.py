@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from pydantic import Field
 
 from stroppy_domain.checks import ThresholdCheck, Verdict
+from stroppy_domain.host import HostEvidence
 from stroppy_domain.model import BenchmarkTest, Model
 
 
@@ -42,6 +43,8 @@ class RunFacts(Model):
     versions: dict[str, str] = Field(default_factory=dict, description="What ran: driver, stroppy, PostgreSQL.")
     images: list[str] = Field(default_factory=list)
     archive: str | None = None
+    host: HostEvidence | None = None
+    host_error: str = ""
 
 
 class SuiteRow(Model):
@@ -100,6 +103,19 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.6g}"
 
 
+def _host_lines(host: HostEvidence | None, error: str) -> list[str]:
+    if host is None:
+        return [f"No host evidence: {error or 'not recorded'}."]
+    lines = [
+        f"**Noisy:** {'; '.join(host.noise)}." if host.noisy else "Not noisy.",
+        "",
+        f"{host.cpus} CPUs; before the load {host.busy_before_pct:g}% busy; during its {host.window_s:g} s "
+        f"{host.busy_pct:g}% busy (its own load included), steal {host.steal_pct:g}%, iowait {host.iowait_pct:g}%, "
+        f"load average {host.load_1m:g}.",
+    ]
+    return lines
+
+
 def run_markdown(facts: RunFacts) -> str:
     seconds = (facts.ended_at - facts.started_at).total_seconds()
     lines = [
@@ -133,6 +149,8 @@ def run_markdown(facts: RunFacts) -> str:
         lines += [f"- [{title}]({url})" for title, url in facts.dashboards.items()]
     else:
         lines.append("No Grafana is configured for this installation.")
+    lines += ["", "## Host", ""]
+    lines += _host_lines(facts.host, facts.host_error)
     lines += ["", "## What ran", ""]
     lines += [f"- {name}: `{value}`" for name, value in facts.versions.items()]
     lines += [f"- image: `{image}`" for image in facts.images]

@@ -96,6 +96,8 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
         ("tx_error_rate", "judged by k6"),
     }
     assert run.connection.endswith(":6432/stroppy?sslmode=disable")
+    assert run.host is not None and run.host.cpus >= 1 and run.host.window_s >= 6, run.host_error
+    assert json.loads((output.parent / "result.json").read_text())["host"]["busy_pct"] > 0  # the load's own CPU
     store = metrics_store(OrchestrationSettings())
     window = (run.started_at - timedelta(seconds=30), datetime.now(UTC))
     for series in ("k6_tx_total_duration", "stroppy_load_throughput"):  # stroppy's own metrics, and the common ones
