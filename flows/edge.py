@@ -14,7 +14,7 @@ from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, ValidationError
 
 from infra.containers import ServiceEngine, StartServicesRequest, registry_login
-from infra.host_counters import read_sample
+from infra.host_counters import read_machine, read_sample
 from infra.prefect_sync import load_block_sync
 from infra.processes import run_bounded
 from infra.result_storage import S3ResultStorage
@@ -125,7 +125,9 @@ def _host_evidence(
     if not isinstance(samples, tuple):
         return None, samples or "the load had no measured step"
     try:
-        return host_evidence(*samples, read_sample(), window_s), ""
+        kernel, cpu_model = read_machine()
+        evidence = host_evidence(*samples, read_sample(), window_s)
+        return evidence.model_copy(update={"kernel": kernel, "cpu_model": cpu_model}), ""
     except (HostCountersError, OSError) as error:
         return None, str(error)
 

@@ -18,13 +18,16 @@ from infra.connections import results_bucket, saved_block
 from infra.grafana import RUN_OVERVIEW, Grafana
 from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
 from infra.retries import retry_transient
+from infra.revision import project_commit, project_version
 from infra.settings import OrchestrationSettings
+from infra.stroppy_release import ReleaseLock
 from infra.targets.base import RunSpec
 from stroppy_domain import stroppy_v5
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
 from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
-from stroppy_domain.load import SUMMARY_FILE
-from stroppy_domain.model import BenchmarkTest, Target
+from stroppy_domain.load import FACTS_FILE, SUMMARY_FILE
+from stroppy_domain.manifest import Manifest, ManifestError, parse_postgres_facts
+from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
 from stroppy_domain.results import LoadMetrics, SummaryError, measure
@@ -53,15 +56,44 @@ class RunResult(BaseModel):
     dashboards: dict[str, str] = Field(default_factory=dict, description="Every dashboard of the run, by title.")
     archive: str | None = Field(default=None, description="Where the run's raw files are kept.")
     report_error: str = Field(default="", description="Why the report could not be completed, if it could not.")
+    manifest: Manifest | None = Field(default=None, description="What really ran, read from the running system.")
     host: HostEvidence | None = Field(default=None, description="How busy the runner's host was; noisy or not.")
     host_error: str = Field(default="", description="Why there is no host evidence, when there is none.")
 
 
+def base_manifest(test: BenchmarkTest, settings: OrchestrationSettings) -> Manifest:
+    """The master's part of a run's manifest: the project's revision and the pinned load tool's checksum.
+
+    Raises ReleaseError when the test's stroppy release is no longer pinned."""
+    sha256 = None
+    if test.stroppy.driver is Driver.STROPPY and test.stroppy.version is not None:
+        sha256 = ReleaseLock.read(settings.release_lock).pinned(test.stroppy.version, settings.release_lock).sha256
+    return Manifest(project_version=project_version(), project_commit=project_commit(), load_tool_sha256=sha256)
+
+
+def _with_database_facts(manifest: Manifest, output_dir: Path) -> Manifest:
+    facts = output_dir / FACTS_FILE
+    if not facts.is_file():
+        return manifest.model_copy(update={"facts_error": f"the load wrote no {FACTS_FILE}"})
+    try:
+        version, settings = parse_postgres_facts(facts.read_text())
+    except ManifestError as error:
+        return manifest.model_copy(update={"facts_error": str(error)})
+    return manifest.model_copy(update={"postgres_version": version, "postgres_settings": settings})
+
+
 def judge(
-    test: BenchmarkTest, run: RunSpec, outcome: LoadOutcome, output_dir: Path, beside: list[str], limits: NoiseLimits
+    test: BenchmarkTest,
+    run: RunSpec,
+    outcome: LoadOutcome,
+    output_dir: Path,
+    beside: list[str],
+    limits: NoiseLimits,
+    manifest: Manifest,
 ) -> RunResult:
     """Parse what the load measured and check the test's thresholds; unreadable output is an ERROR verdict. The host
-    evidence says which runs went `beside` this one and whether its numbers are noisy by `limits`."""
+    evidence says which runs went `beside` this one and whether its numbers are noisy by `limits`; the manifest gets
+    the database's facts the load read."""
     summary = output_dir / SUMMARY_FILE
     report = "\n".join(outcome.steps[-1].output_tail) if outcome.steps else ""
     checks: list[ThresholdCheck] = []
@@ -78,14 +110,17 @@ def judge(
         if exited is not None:
             verdict, reason = Verdict.FAILED, "; ".join(part for part in (reason, exited) if part)
     plan = run.plan
+    facts = _with_database_facts(manifest, output_dir)
     return RunResult(
         run_id=run.run_id, test_name=test.name, target=plan.target, subnet=plan.subnet,
         machines={machine.name: machine.ip for machine in plan.machines}, connection=plan.connection.dsn(),
         load=outcome, output_dir=str(output_dir), started_at=datetime.now(UTC), phases=[], step_seconds={},
         verdict=verdict, reason=reason, checks=checks,
         metrics={name: metric.values for name, metric in metrics.metrics.items()},
-        versions=run_versions(test), images=sorted({c.image for m in plan.machines for c in m.containers}),
+        versions=run_versions(test) | ({"postgresql": facts.postgres_version} if facts.postgres_version else {}),
+        images=sorted({c.image for m in plan.machines for c in m.containers}),
         host=judge_noise(outcome.host, beside, limits) if outcome.host else None, host_error=outcome.host_error,
+        manifest=facts,
     )  # fmt: skip
 
 

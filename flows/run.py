@@ -23,7 +23,7 @@ from prefect.states import Failed, State
 
 from flows.edge import LOAD_FILES_PREFIX, InstallRequest, LoadOutcome, LoadRequest
 from flows.progress import InjectedFailure, RunTimeline
-from flows.reporting import RunResult, judge, report_run
+from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.teardown import (
     LEDGER_FLOW_RUN,
     LEDGER_QUEUES,
@@ -318,7 +318,10 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             )
             beside = bounded(runs_beside, bounds.reserve)(run_id, settings)
         with step(RunStep.RESULTS):
-            result = judge(test, run, outcome, settings.results_dir / run_id / "load", beside, settings.noise_limits)
+            result = judge(
+                test, run, outcome, settings.results_dir / run_id / "load", beside, settings.noise_limits,
+                base_manifest(test, settings),
+            )  # fmt: skip
         result = result.model_copy(
             update={
                 "started_at": started_at, "phases": list(timeline.phases), "step_seconds": dict(timeline.timings),

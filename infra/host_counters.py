@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stroppy_domain.host import HostSample, parse_loadavg, parse_proc_stat
+from stroppy_domain.host import HostSample, parse_cpu_model, parse_loadavg, parse_proc_stat
 
 PROC = Path("/proc")
 
@@ -20,3 +20,8 @@ def read_sample(proc: Path = PROC) -> HostSample:
         load_1m=parse_loadavg((proc / "loadavg").read_text()),
         cpus=len(os.sched_getaffinity(0)),
     )
+
+
+def read_machine(proc: Path = PROC) -> tuple[str, str]:
+    """The kernel release and the CPU model. Raises OSError when they cannot be read."""
+    return (proc / "sys" / "kernel" / "osrelease").read_text().strip(), parse_cpu_model((proc / "cpuinfo").read_text())

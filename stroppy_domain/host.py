@@ -61,6 +61,15 @@ def parse_proc_stat(text: str) -> CpuTimes:
         raise HostCountersError(f"/proc/stat's cpu line holds a field that is not a count: {fields!r}") from None
 
 
+def parse_cpu_model(cpuinfo: str) -> str:
+    """The first `model name` of /proc/cpuinfo; empty where the architecture names none (some ARM kernels)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return ""
+
+
 def parse_loadavg(text: str) -> float:
     """The 1-minute load average, the first field of /proc/loadavg. Raises HostCountersError."""
     try:
@@ -86,6 +95,8 @@ class HostEvidence(Model):
     steal_pct: float
     iowait_pct: float
     load_1m: float = Field(description="The 1-minute load average when the load ended.")
+    kernel: str = Field(default="", description="The kernel release (/proc/sys/kernel/osrelease).")
+    cpu_model: str = Field(default="", description="The first CPU's model name (/proc/cpuinfo).")
     overlapping_runs: list[str] = Field(default_factory=list, description="Other runs going when the load ended.")
     noisy: bool = False
     noise: list[str] = Field(default_factory=list, description="Why the run is marked noisy.")

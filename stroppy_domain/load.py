@@ -63,10 +63,33 @@ def libpq_env(connection: Connection) -> dict[str, str]:
     } | {LIBPQ_PARAMETER_ENV[key]: value for key, value in parameters.items()}
 
 
+FACTS_FILE = "postgres.json"
+FACTS_TIMEOUT_S = 60
+FACTS_QUERY = (
+    "select json_build_object('server_version', current_setting('server_version'), 'settings', "
+    "coalesce((select json_object_agg(name, setting order by name) from pg_settings "
+    "where source not in ('default', 'override', 'client', 'session')), '{}'::json))"
+)
+"""What the server really runs: its version and every setting not at its built-in default, as the server reports it
+(`pg_settings.source`: a configuration file, the command line, ALTER SYSTEM, ...; not this session's own)."""
+
+
 def load_timeouts_s(test: BenchmarkTest, margin_s: int) -> list[int]:
-    """The bound of each step of the test's load, in order: the preparation (creating and loading the schema), then
-    the measured run."""
-    return [INIT_TIMEOUT_S, test.stroppy.duration + margin_s]
+    """The bound of each step of the test's load, in order: the preparation (creating and loading the schema), the
+    database's facts, then the measured run."""
+    return [INIT_TIMEOUT_S, FACTS_TIMEOUT_S, test.stroppy.duration + margin_s]
+
+
+def facts_step(connection: Connection) -> LoadStep:
+    """Read the database's facts into `FACTS_FILE` with psql, as the load connects; before the measured run, whose
+    verdict may end the load."""
+    return LoadStep(
+        name="postgres-facts",
+        argv=["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align", f"--output={FACTS_FILE}",
+              "--command", FACTS_QUERY],
+        env=libpq_env(connection),
+        timeout_s=FACTS_TIMEOUT_S,
+    )  # fmt: skip
 
 
 def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) -> list[LoadStep]:
@@ -74,7 +97,7 @@ def pgbench_steps(test: BenchmarkTest, connection: Connection, margin_s: int) ->
     load = test.stroppy
     env = libpq_env(connection)
     jobs = max(1, min(load.clients, test.runner_hardware.cores))
-    prepare_s, run_s = load_timeouts_s(test, margin_s)
+    prepare_s, _, run_s = load_timeouts_s(test, margin_s)
     return [
         LoadStep(
             name="pgbench-init",
@@ -150,7 +173,7 @@ def stroppy_steps(
     stroppy_major(load.version)
     env = {"PGPASSFILE": LOAD_PASSFILE}
     url = connection.dsn()
-    prepare_s, run_s = load_timeouts_s(test, margin_s)
+    prepare_s, _, run_s = load_timeouts_s(test, margin_s)
     knobs = load.env | {"VUS": str(load.clients), "DURATION": f"{load.duration}s", "SCALE_FACTOR": str(load.scale)}
     options = K6_OPTIONS_FILE if test.thresholds else None
     arguments = stroppy_v5.k6_arguments(workdir, SUMMARY_FILE, K6_METRICS_FILE, options, trend_stats(test.thresholds))
@@ -171,8 +194,11 @@ def stroppy_steps(
 def load_steps(
     test: BenchmarkTest, connection: Connection, margin_s: int, stroppy_binary: str = "", workdir: str = "."
 ) -> list[LoadStep]:
-    """The steps of the test's driver; `workdir` is the runner's directory for the load's files. Raises LoadError
-    for a stroppy load without a version or of an unsupported major."""
+    """The steps of the test's driver, with the database's facts read between its preparation and its measured run;
+    `workdir` is the runner's directory for the load's files. Raises LoadError for a stroppy load without a version
+    or of an unsupported major."""
     if test.stroppy.driver is Driver.PGBENCH:
-        return pgbench_steps(test, connection, margin_s)
-    return stroppy_steps(test, connection, stroppy_binary, margin_s, workdir)
+        prepare, measure = pgbench_steps(test, connection, margin_s)
+    else:
+        prepare, measure = stroppy_steps(test, connection, stroppy_binary, margin_s, workdir)
+    return [prepare, facts_step(connection), measure]

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from stroppy_domain.checks import ThresholdCheck, Verdict
 from stroppy_domain.host import HostEvidence
+from stroppy_domain.manifest import Manifest
 from stroppy_domain.model import BenchmarkTest, Model
 
 
@@ -45,6 +46,7 @@ class RunFacts(Model):
     archive: str | None = None
     host: HostEvidence | None = None
     host_error: str = ""
+    manifest: Manifest | None = None
 
 
 class SuiteRow(Model):
@@ -116,6 +118,21 @@ def _host_lines(host: HostEvidence | None, error: str) -> list[str]:
     return lines
 
 
+def _manifest_lines(manifest: Manifest | None, host: HostEvidence | None) -> list[str]:
+    if manifest is None:
+        return []
+    lines = [f"- stroppy-flows: `{manifest.project_version}` at `{manifest.project_commit}`"]
+    if manifest.load_tool_sha256:
+        lines.append(f"- stroppy release sha256: `{manifest.load_tool_sha256}`")
+    if host is not None and host.kernel:
+        lines.append(f"- host: kernel `{host.kernel}`, CPU `{host.cpu_model or 'unnamed'}`")
+    if manifest.facts_error:
+        return [*lines, f"- database facts: none ({manifest.facts_error})"]
+    lines += ["", "Settings that differ from PostgreSQL's defaults, as the server reports them:", ""]
+    rows = [[f"`{name}`", f"`{value}`"] for name, value in sorted(manifest.postgres_settings.items())]
+    return lines + (_table(["setting", "value"], rows) if rows else ["None."])
+
+
 def run_markdown(facts: RunFacts) -> str:
     seconds = (facts.ended_at - facts.started_at).total_seconds()
     lines = [
@@ -154,6 +171,7 @@ def run_markdown(facts: RunFacts) -> str:
     lines += ["", "## What ran", ""]
     lines += [f"- {name}: `{value}`" for name, value in facts.versions.items()]
     lines += [f"- image: `{image}`" for image in facts.images]
+    lines += _manifest_lines(facts.manifest, facts.host)
     if facts.archive:
         lines += ["", f"Raw files: `{facts.archive}`"]
     return "\n".join(lines) + "\n"

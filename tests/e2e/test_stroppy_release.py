@@ -84,7 +84,10 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
     good = outcomes["stroppy-patroni"]
     assert good.state == "COMPLETED", good.message
     run = good.result
-    assert [step.name for step in run.load.steps] == ["stroppy-prepare", "stroppy-run"]
+    assert [step.name for step in run.load.steps] == ["stroppy-prepare", "postgres-facts", "stroppy-run"]
+    assert run.manifest is not None and run.manifest.postgres_version, run.manifest
+    assert run.manifest.postgres_version.startswith("17.") and run.versions["postgresql"].startswith("17.")
+    assert run.manifest.postgres_settings and run.manifest.load_tool_sha256
     assert {"summary.json", "k6_metrics.csv", "k6-options.json"} <= set(run.load.files)
     output = Path(run.output_dir)
     assert "number of clients: 3" in (output / "standin-pgbench.log").read_text()  # clients became VUS
@@ -97,7 +100,9 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
     }
     assert run.connection.endswith(":6432/stroppy?sslmode=disable")
     assert run.host is not None and run.host.cpus >= 1 and run.host.window_s >= 6, run.host_error
-    assert json.loads((output.parent / "result.json").read_text())["host"]["busy_pct"] > 0  # the load's own CPU
+    recorded = json.loads((output.parent / "result.json").read_text())
+    assert recorded["host"]["busy_pct"] > 0 and recorded["host"]["kernel"]  # the load's own CPU, the host's kernel
+    assert recorded["manifest"]["postgres_version"] == run.manifest.postgres_version
     store = metrics_store(OrchestrationSettings())
     window = (run.started_at - timedelta(seconds=30), datetime.now(UTC))
     for series in ("k6_tx_total_duration", "stroppy_load_throughput"):  # stroppy's own metrics, and the common ones

@@ -33,8 +33,10 @@ def make_test(thresholds: dict | None = None, **load: object) -> BenchmarkTest:
 
 def test_pgbench_initialises_then_runs_for_the_duration() -> None:
     test = make_test(driver="pgbench", workload="tpcb", scale=3, clients=8, duration="1m")
-    init, run = load_steps(test, CONNECTION, margin_s=30)
+    init, facts, run = load_steps(test, CONNECTION, margin_s=30)
     assert init.argv == ["pgbench", "--initialize", "--scale=3", "--quiet"]
+    assert facts.name == "postgres-facts" and facts.argv[0] == "psql" and "--output=postgres.json" in facts.argv
+    assert facts.env == run.env and not facts.measured and facts.timeout_s == 60
     assert run.argv[:4] == ["pgbench", "--client=8", "--jobs=2", "--time=60"]
     assert "--log" in run.argv and "--progress=5" in run.argv
     assert run.timeout_s == 90 and run.measured and not init.measured
@@ -56,7 +58,7 @@ def test_stroppy_v5_loads_then_measures_the_workload(workload: str) -> None:
     (workloads/tpcb/README.md:89-91), k6's arguments after `--` (run.go:240-245) by absolute path, since k6 runs in a
     temporary directory (script_runner.go:556-574)."""
     test = make_test(version="v5.7.3", workload=workload, scale=2, clients=16, duration=45, env={"POOL_SIZE": "32"})
-    prepare, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
+    prepare, facts, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
     assert prepare.argv == [
         BINARY, "run", workload, "-d", "pg", "-D", f"url={URL}", "-e", "POOL_SIZE=32", "-e", "SCALE_FACTOR=2",
         "--no-steps", "workload",
@@ -69,6 +71,7 @@ def test_stroppy_v5_loads_then_measures_the_workload(workload: str) -> None:
         "--summary-trend-stats", "avg,min,med,max,p(90),p(95),p(99)",
         "--out", f"csv={WORKDIR}/k6_metrics.csv",
     ]  # fmt: skip
+    assert facts.name == "postgres-facts" and facts.env["PGPORT"] == "6432"  # psql connects as the load does
     assert prepare.env == run.env == {"PGPASSFILE": LOAD_PASSFILE}  # pgx reads the password from it (pool.go:80)
     assert (prepare.timeout_s, run.timeout_s) == (1800, 75)
     assert run.measured and not prepare.measured
@@ -82,7 +85,7 @@ def test_thresholds_go_to_k6_with_the_percentiles_they_need() -> None:
         "tx_error_rate": ["rate<0.01"],
     }
     test = make_test(version="v5.7.3", workload="tpcb/tx", thresholds=thresholds)
-    _, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
+    *_, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
     k6 = run.argv[run.argv.index("--") + 1 :]
     assert k6[k6.index("--summary-trend-stats") + 1] == "avg,min,med,max,p(90),p(95),p(99),p(99.9)"
     assert k6[-2:] == ["--config", f"{WORKDIR}/k6-options.json"]
