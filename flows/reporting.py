@@ -16,6 +16,7 @@ from flows.edge import LoadOutcome
 from flows.teardown import metrics_store
 from infra.connections import results_bucket, saved_block
 from infra.grafana import RUN_OVERVIEW, Grafana
+from infra.images import image_ids
 from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
 from infra.retries import retry_transient
 from infra.revision import project_commit, project_version
@@ -132,6 +133,10 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, and
     ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
+    if result.manifest is not None:
+        result = result.model_copy(
+            update={"manifest": result.manifest.model_copy(update={"image_ids": image_ids(result.images)})}
+        )
     metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
     ended_at = datetime.now(UTC)
     connection = saved_block(GrafanaConnection, settings.grafana_block)

@@ -24,6 +24,7 @@ class Manifest(Model):
     project_version: str
     project_commit: str = Field(description="The master's git commit, or why it is unknown.")
     load_tool_sha256: str | None = Field(default=None, description="The pinned stroppy release's checksum.")
+    image_ids: dict[str, str] = Field(default_factory=dict, description="Each image's content ID, by reference.")
 
 
 def parse_postgres_facts(text: str) -> tuple[str, dict[str, str]]:

@@ -170,7 +170,8 @@ def run_markdown(facts: RunFacts) -> str:
     lines += _host_lines(facts.host, facts.host_error)
     lines += ["", "## What ran", ""]
     lines += [f"- {name}: `{value}`" for name, value in facts.versions.items()]
-    lines += [f"- image: `{image}`" for image in facts.images]
+    ids = facts.manifest.image_ids if facts.manifest else {}
+    lines += [f"- image: `{image}`" + (f" (`{ids[image]}`)" if image in ids else "") for image in facts.images]
     lines += _manifest_lines(facts.manifest, facts.host)
     if facts.archive:
         lines += ["", f"Raw files: `{facts.archive}`"]

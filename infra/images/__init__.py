@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -174,6 +175,30 @@ def _exists(client: docker.DockerClient, reference: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+IMAGE_LOOKUP_TIMEOUT_S = 30
+
+
+def image_ids(references: list[str]) -> dict[str, str]:
+    """The content ID (the sha256 of its configuration) of each image on this machine's engine, where the images are
+    built and pushed from; for a reference it cannot resolve, why not."""
+    import docker  # noqa: PLC0415 - the SDK loads only when images are looked up
+
+    try:
+        client = docker.from_env(timeout=IMAGE_LOOKUP_TIMEOUT_S)
+    except docker.errors.DockerException as error:
+        return dict.fromkeys(references, f"unknown: the engine does not answer ({error})")
+    ids = {}
+    with closing(client):
+        for reference in references:
+            try:
+                ids[reference] = str(client.images.get(reference).id)
+            except docker.errors.ImageNotFound:
+                ids[reference] = "unknown: not on the engine that builds the images"
+            except docker.errors.DockerException as error:
+                ids[reference] = f"unknown: {error}"
+    return ids
 
 
 def _run(command: list[str], what: str, progress: Progress) -> None:

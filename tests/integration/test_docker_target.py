@@ -16,7 +16,7 @@ import pytest
 
 from blocks.redis import RedisConnection
 from infra.containers import service_container_name
-from infra.images import ImageSet
+from infra.images import ImageSet, image_ids
 from infra.reservations import SubnetReservations
 from infra.targets.base import LABEL_RUN_ID, RunSpec, TargetError
 from infra.targets.docker import DockerTarget, DockerTargetSettings
@@ -349,3 +349,13 @@ def test_a_retry_adopts_what_exists_and_the_reaper_sees_it(target, reservations,
         (inventory,) = [item for item in target.list_runs() if item.run_id == run.run_id]
         assert inventory.expires_at == run.expires_at
         assert sorted(inventory.machines) == ["postgres-master", "stroppy-runner"]
+
+
+@pytest.mark.timeout(120)
+def test_image_ids_are_the_engines_content_ids() -> None:
+    engine = docker.from_env(timeout=30)
+    built = engine.images.list(name="stroppy-flows/db-node")[0]
+    reference = built.tags[0]
+    ids = image_ids([reference, "stroppy-flows/never-built:0"])
+    assert ids[reference] == built.id and ids[reference].startswith("sha256:")
+    assert ids["stroppy-flows/never-built:0"] == "unknown: not on the engine that builds the images"

@@ -43,9 +43,10 @@ def test_the_project_revision_is_this_checkout() -> None:
 def test_the_report_lists_what_really_ran() -> None:
     manifest = Manifest(
         postgres_version="17.6", postgres_settings={"shared_buffers": "32768"}, project_version="0.1.0",
-        project_commit="abc", load_tool_sha256="f" * 64,
+        project_commit="abc", load_tool_sha256="f" * 64, image_ids={"db:1": "sha256:0a1b"},
     )  # fmt: skip
-    markdown = run_markdown(facts(manifest=manifest))
+    markdown = run_markdown(facts(manifest=manifest, images=["db:1", "edge:1"]))
+    assert "- image: `db:1` (`sha256:0a1b`)" in markdown and "- image: `edge:1`\n" in markdown
     assert "- stroppy-flows: `0.1.0` at `abc`" in markdown and f"`{'f' * 64}`" in markdown
     assert "| `shared_buffers` | `32768` |" in markdown
     missing = manifest.model_copy(update={"facts_error": "the load wrote no postgres.json"})
