@@ -27,13 +27,7 @@ from stroppy_domain import stroppy_v5
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
 from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
 from stroppy_domain.load import FACTS_FILE, SUMMARY_FILE
-from stroppy_domain.manifest import (
-    BUILD_INFO_QUERY,
-    Manifest,
-    ManifestError,
-    exporter_versions,
-    parse_postgres_facts,
-)
+from stroppy_domain.manifest import Manifest, ManifestError, parse_postgres_facts
 from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
@@ -139,15 +133,12 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, and
     ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
-    store = metrics_store(settings)
-    store.import_series(result.run_id, _load_series(output_dir))
-    ended_at = datetime.now(UTC)
     if result.manifest is not None:
-        found = store.query_range(BUILD_INFO_QUERY.format(run_id=result.run_id), result.started_at, ended_at, 30)
-        manifest = result.manifest.model_copy(
-            update={"image_ids": image_ids(result.images), "exporter_versions": exporter_versions(found)}
+        result = result.model_copy(
+            update={"manifest": result.manifest.model_copy(update={"image_ids": image_ids(result.images)})}
         )
-        result = result.model_copy(update={"manifest": manifest})
+    metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
+    ended_at = datetime.now(UTC)
     connection = saved_block(GrafanaConnection, settings.grafana_block)
     if connection is not None:
         grafana = Grafana(connection.get_client(), connection.folder, connection.datasource_url)

@@ -4,7 +4,6 @@ the project's revision and the load tool's checksum. The host's kernel and CPU a
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import Field
 
@@ -26,9 +25,6 @@ class Manifest(Model):
     project_commit: str = Field(description="The master's git commit, or why it is unknown.")
     load_tool_sha256: str | None = Field(default=None, description="The pinned stroppy release's checksum.")
     image_ids: dict[str, str] = Field(default_factory=dict, description="Each image's content ID, by reference.")
-    exporter_versions: dict[str, str] = Field(
-        default_factory=dict, description="`<service> on <machine>` -> the version its `*_build_info` reports."
-    )
 
 
 def parse_postgres_facts(text: str) -> tuple[str, dict[str, str]]:
@@ -45,19 +41,3 @@ def parse_postgres_facts(text: str) -> tuple[str, dict[str, str]]:
     if not isinstance(settings, dict) or not all(isinstance(value, str) for value in settings.values()):
         raise ManifestError("the database's facts hold no settings object of text values")
     return document["server_version"], settings
-
-
-BUILD_INFO_QUERY = '{{__name__=~".+_build_info", run_id="{run_id}"}}'
-"""The exporters' own version gauges (Prometheus' build-info convention), as the metrics store scraped them."""
-
-
-def exporter_versions(series: list[dict[str, Any]]) -> dict[str, str]:
-    """`<service> on <machine>` -> `version`, from the label sets of a `BUILD_INFO_QUERY` result; a series without a
-    `version` label is skipped (it reports a build, not a version)."""
-    versions = {}
-    for entry in series:
-        labels = entry.get("metric", {})
-        if "version" in labels:
-            service = labels.get("service") or labels.get("__name__", "").removesuffix("_build_info")
-            versions[f"{service} on {labels.get('machine', '?')}"] = labels["version"]
-    return versions

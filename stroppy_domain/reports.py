@@ -122,7 +122,6 @@ def _manifest_lines(manifest: Manifest | None, host: HostEvidence | None) -> lis
     if manifest is None:
         return []
     lines = [f"- stroppy-flows: `{manifest.project_version}` at `{manifest.project_commit}`"]
-    lines += [f"- {service}: `{version}`" for service, version in sorted(manifest.exporter_versions.items())]
     if manifest.load_tool_sha256:
         lines.append(f"- stroppy release sha256: `{manifest.load_tool_sha256}`")
     if host is not None and host.kernel:

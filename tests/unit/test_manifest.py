@@ -7,7 +7,7 @@ import re
 import pytest
 
 from infra.revision import project_commit, project_version
-from stroppy_domain.manifest import BUILD_INFO_QUERY, Manifest, ManifestError, exporter_versions, parse_postgres_facts
+from stroppy_domain.manifest import Manifest, ManifestError, parse_postgres_facts
 from stroppy_domain.reports import run_markdown
 from tests.unit.test_reports import facts
 
@@ -51,16 +51,3 @@ def test_the_report_lists_what_really_ran() -> None:
     assert "| `shared_buffers` | `32768` |" in markdown
     missing = manifest.model_copy(update={"facts_error": "the load wrote no postgres.json"})
     assert "- database facts: none (the load wrote no postgres.json)" in run_markdown(facts(manifest=missing))
-
-
-def test_exporters_versions_come_from_their_build_info() -> None:
-    series = [
-        {"metric": {"__name__": "node_exporter_build_info", "service": "node_exporter", "machine": "runner",
-                    "version": "1.9.0"}},
-        {"metric": {"__name__": "pgbouncer_exporter_build_info", "machine": "master", "version": "0.10.2"}},
-        {"metric": {"__name__": "go_build_info", "machine": "master", "path": "x"}},  # a build, not a version
-    ]  # fmt: skip
-    assert exporter_versions(series) == {"node_exporter on runner": "1.9.0", "pgbouncer_exporter on master": "0.10.2"}
-    assert BUILD_INFO_QUERY.format(run_id="run-1") == '{__name__=~".+_build_info", run_id="run-1"}'
-    manifest = Manifest(project_version="0.1.0", project_commit="abc", exporter_versions={"node_exporter on r": "1"})
-    assert "- node_exporter on r: `1`" in run_markdown(facts(manifest=manifest))
