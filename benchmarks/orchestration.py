@@ -29,6 +29,7 @@ def main() -> None:
     test = {
         "name": "bench-orchestration",
         "stroppy": {"driver": "pgbench", "workload": "tpcb", "scale": 1, "duration": args.duration, "clients": 2},
+        "runner_hardware": {"cores": 1, "memory_gb": 2, "disk_gb": 10},  # 1 + 1 cores: exclusive on 2 cores
         "database": {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}},
     }
     steps: dict[str, list[float]] = {}

@@ -24,6 +24,7 @@ from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ReleaseLock
 from infra.targets.base import RunSpec
 from stroppy_domain import stroppy_v5
+from stroppy_domain.capacity import IsolationFacts
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
 from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
 from stroppy_domain.load import FACTS_FILE, SUMMARY_FILE
@@ -60,6 +61,7 @@ class RunResult(BaseModel):
     manifest: Manifest | None = Field(default=None, description="What really ran, read from the running system.")
     host: HostEvidence | None = Field(default=None, description="How busy the runner's host was; noisy or not.")
     host_error: str = Field(default="", description="Why there is no host evidence, when there is none.")
+    isolation: IsolationFacts | None = Field(default=None, description="The CPUs and memory machines were held to.")
 
 
 def base_manifest(test: BenchmarkTest, settings: OrchestrationSettings) -> Manifest:

@@ -1,10 +1,11 @@
 """`stroppy-test-run`: one test, from validation to teardown. Orchestration only; the rules live in stroppy_domain.
 
-Steps: validate, reserve network, plan, create machines, wait for edge agents, start services (and register their
-exporters with the metrics store), install stroppy, run the load, results (the verdict), report (load series,
-Grafana, raw files, the markdown artifact), teardown. Every resource is written to the ledger before it is created;
-teardown runs in `finally`, and from the `on_crashed`/`on_cancellation` hooks when the flow's process dies. Every
-step's limit comes from `stroppy_domain.bounds`; what differs by target comes from `infra.targets`.
+Steps: validate, capacity (the host's CPUs, where machines share one host), reserve network, plan, create machines,
+wait for edge agents, start services (and register their exporters with the metrics store), install stroppy, run
+the load, results (the verdict), report (load series, Grafana, raw files, the markdown artifact), teardown. Every
+resource is written to the ledger before it is created; teardown runs in `finally`, and from the
+`on_crashed`/`on_cancellation` hooks when the flow's process dies. Every step's limit comes from
+`stroppy_domain.bounds`; what differs by target comes from `infra.targets`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 
+from flows.capacity import held_to, take_cpus
 from flows.edge import LOAD_FILES_PREFIX, InstallRequest, LoadOutcome, LoadRequest
 from flows.progress import InjectedFailure, RunTimeline
 from flows.reporting import RunResult, base_manifest, judge, report_run
@@ -47,6 +49,7 @@ from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import open_target, target_module
 from infra.targets.base import RunSpec, machine_queue_name
 from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
+from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
 from stroppy_domain.load import LoadStep, load_steps
 from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Target
@@ -62,6 +65,7 @@ R = TypeVar("R")
 
 class RunStep(StrEnum):
     VALIDATE = "validate"
+    CAPACITY = "capacity"
     RESERVE = "reserve"
     PLAN = "plan"
     CREATE_MACHINES = "create_machines"
@@ -93,14 +97,19 @@ def bounded(step_task: Task[Any, R], limit: StepLimit) -> Task[Any, R]:
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def validate_and_open_ledger(
-    test: BenchmarkTest, run_id: str, flow_run_id: str, settings: OrchestrationSettings
+    test: BenchmarkTest, target: Target, run_id: str, flow_run_id: str, settings: OrchestrationSettings
 ) -> None:
-    """Validate the test as a suite of one, then open the run's ledger with its flow run in it.
+    """Validate the test as a suite of one on `target`, against the size of the target's host when its machines
+    share one; then open the run's ledger with its flow run in it.
 
-    Raises InvalidSuiteError when the test cannot be run, and LedgerError when the ledger cannot be written."""
-    validate_suite(
-        {"name": "run", "tests": [test.model_dump(mode="json", by_alias=True)]}, settings=planner_settings(settings)
-    )
+    Raises InvalidSuiteError when the test cannot be run (or not on that host), TargetError when the target's
+    engine does not answer, and LedgerError when the ledger cannot be written."""
+    host = target_module(target).shared_host(settings)
+    planner = planner_settings(settings)
+    if host is not None:
+        planner = planner.model_copy(update={"host_capacity": {target: host.capacity}})
+    suite = {"name": "run", "target": str(target), "tests": [test.model_dump(mode="json", by_alias=True)]}
+    validate_suite(suite, settings=planner)
     with redis_client(settings) as client:
         ledger = RunLedger(client, run_id)
         ledger.open(settings.ledger_ttl_s)
@@ -139,9 +148,15 @@ def runs_beside(run_id: str, settings: OrchestrationSettings) -> list[str]:
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def plan_topology(
-    test: BenchmarkTest, target: Target, subnet: str, run_id: str, settings: OrchestrationSettings
+    test: BenchmarkTest,
+    target: Target,
+    subnet: str,
+    run_id: str,
+    grant: CpuGrant | None,
+    settings: OrchestrationSettings,
 ) -> RunSpec:
-    """The run's spec on `subnet`, an existing database's password given to the runner.
+    """The run's spec on `subnet`, its machines on the CPUs of `grant`, an existing database's password given to
+    the runner.
 
     Raises PlanningError naming a field that cannot be planned, and SubnetError when `subnet` is too small."""
     plan = plan_run(test, target, subnet, planner_settings(settings), generate_password)
@@ -150,7 +165,8 @@ def plan_topology(
         # Called from a sync task: Prefect loads the block synchronously.
         plan = with_runner_password(plan, called_sync(Secret.load(existing.password_block)).get())
     expires_at = datetime.now(UTC) + timedelta(seconds=settings.ledger_ttl_s)
-    return RunSpec(run_id=run_id, plan=plan, expires_at=expires_at)
+    cpusets = {machine.name: grant.cpuset(machine.name) or "" for machine in plan.machines} if grant else {}
+    return RunSpec(run_id=run_id, plan=plan, expires_at=expires_at, cpusets=cpusets)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
@@ -297,12 +313,16 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     )
     try:
         with step(RunStep.VALIDATE):
-            bounded(validate_and_open_ledger, bounds.validate_step)(test, run_id, str(current_flow_run.id), settings)
+            bounded(validate_and_open_ledger, bounds.validate_step)(
+                test, target, run_id, str(current_flow_run.id), settings
+            )
+        with step(RunStep.CAPACITY):
+            grant, host = bounded(take_cpus, bounds.capacity)(run_id, test, target, bounds.capacity_wait_s, settings)
         with step(RunStep.RESERVE):
             machines = len(lay_out(test).machines)
             subnet = bounded(reserve_subnet, bounds.reserve)(run_id, target, machines, settings)
         with step(RunStep.PLAN):
-            run: RunSpec = bounded(plan_topology, bounds.plan)(test, target, subnet, run_id, settings)
+            run: RunSpec = bounded(plan_topology, bounds.plan)(test, target, subnet, run_id, grant, settings)
         _bring_up(run, target, settings, bounds, step)
         with step(RunStep.INSTALL):
             binary = ""
@@ -326,6 +346,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             update={
                 "started_at": started_at, "phases": list(timeline.phases), "step_seconds": dict(timeline.timings),
                 "images": sorted({*result.images, *target_module(target).machine_images(settings)}),
+                "isolation": held_to(run, grant, host),
             }
         )  # fmt: skip
         try:

@@ -97,7 +97,9 @@ async def run_suite(suite: Suite) -> State:
                 child: FlowRun = await arun_deployment(
                     TEST_RUN_DEPLOYMENT,
                     parameters={
-                        "test": test.model_dump(mode="json", by_alias=True),
+                        "test": test.model_copy(update={"isolation": suite.isolation_of(test)}).model_dump(
+                            mode="json", by_alias=True
+                        ),
                         "target": str(suite.target_of(test)),
                     },
                     timeout=bound,

@@ -11,6 +11,7 @@ import logging
 from pydantic import BaseModel, Field
 
 from infra.connections import redis_client
+from infra.cpu_leases import CpuLeases
 from infra.edge_queues import delete_queues
 from infra.ledger import RunLedger
 from infra.metrics_store import VictoriaMetrics
@@ -22,6 +23,7 @@ from stroppy_domain.settings import AddressSpace
 
 LEDGER_TARGET = "target"
 LEDGER_SUBNET = "subnet"
+LEDGER_CPUS = "cpus"
 LEDGER_QUEUES = "queues"
 LEDGER_SCRAPE = "scrape"
 LEDGER_FLOW_RUN = "flow_run"  # not a resource: tells the reaper which flow run owns the ledger
@@ -33,6 +35,7 @@ class TeardownReport(BaseModel):
     run_id: str
     removed: dict[str, int] = Field(default_factory=dict)
     released_subnet: str | None = None
+    released_cpus: bool = False
     deleted_queues: int = 0
     unwatched_exporters: bool = False
 
@@ -42,7 +45,7 @@ def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
 
 
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
-    """Destroy what the run's ledger names, release its subnet, delete its queues, close the ledger.
+    """Destroy what the run's ledger names, release its subnet and CPUs, delete its queues, close the ledger.
 
     Raises the first error of a part that could not be done, and the ledger keeps that part for a retry: LedgerError
     when the ledger cannot be read or written, TargetError when the target cannot be opened or does not destroy
@@ -73,6 +76,9 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
             space = AddressSpace(base_cidr=lease["base_cidr"], prefix=lease["prefix"])
             report.released_subnet = SubnetReservations(client, Target(lease["target"]), space).release(run_id)
             ledger.forget(LEDGER_SUBNET)
+        if LEDGER_CPUS in entries:
+            report.released_cpus = CpuLeases(client, entries[LEDGER_CPUS]["host"]).release(run_id)
+            ledger.forget(LEDGER_CPUS)
         ledger.close()
     logger.info("run %s torn down: %s", run_id, report.model_dump())
     return report

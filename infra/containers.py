@@ -30,6 +30,18 @@ LOG_TAIL_LINES = 40
 
 Progress = Callable[[str], None]
 NetworkMode = Callable[[Machine], str]
+Limits = Callable[[Machine], dict[str, Any]]
+
+
+def machine_limits(run: RunSpec, machine: Machine) -> dict[str, Any]:
+    """Host-config limits that hold a container inside its machine's hardware on a shared host: the machine's
+    memory as a hard limit with no swap, and its leased CPUs when the run holds some."""
+    memory = f"{machine.hardware.memory_gb}g"
+    limits: dict[str, Any] = {"mem_limit": memory, "memswap_limit": memory}
+    cpuset = run.cpusets.get(machine.name)
+    if cpuset:
+        limits["cpuset_cpus"] = cpuset
+    return limits
 
 
 def service_container_name(run_id: str, machine: str, service: str) -> str:
@@ -168,9 +180,15 @@ class ServiceEngine:
         return None
 
     def start_stage(
-        self, run: RunSpec, stage: StartStage, members: list[tuple[Machine, Container]], network_mode: NetworkMode
+        self,
+        run: RunSpec,
+        stage: StartStage,
+        members: list[tuple[Machine, Container]],
+        network_mode: NetworkMode,
+        limits: Limits | None = None,
     ) -> None:
-        """Start the stage's containers, then wait for all their health checks.
+        """Start the stage's containers, each inside `limits` of its machine (none by default: the machine is the
+        host), then wait for all their health checks.
 
         Raises TargetError, with every failing container's last log lines, when the stage does not become healthy;
         and when an image is missing or does not declare a container's account, or the engine refuses or does not
@@ -178,7 +196,11 @@ class ServiceEngine:
         if not members:
             return
         started = [
-            (machine, container, self._ensure_service(run, machine, container, network_mode(machine)))
+            (
+                machine,
+                container,
+                self._ensure_service(run, machine, container, network_mode(machine), limits(machine) if limits else {}),
+            )
             for machine, container in members
         ]
         self._progress(f"run {run.run_id}: stage {stage.name.lower()}: waiting for {len(started)} service(s)")
@@ -192,7 +214,9 @@ class ServiceEngine:
             )
         self._progress(f"run {run.run_id}: stage {stage.name.lower()} healthy")
 
-    def _ensure_service(self, run: RunSpec, machine: Machine, container: Container, network_mode: str) -> str:
+    def _ensure_service(
+        self, run: RunSpec, machine: Machine, container: Container, network_mode: str, limits: dict[str, Any]
+    ) -> str:
         name = service_container_name(run.run_id, machine.name, container.kind)
         existing = self.existing_container(name, run)
         if existing is not None:
@@ -202,7 +226,7 @@ class ServiceEngine:
             self._ensure_volume(run, machine.name, container.kind, index, path)
             for index, path in enumerate(container.volumes)
         ]
-        host_config = self._api.create_host_config(network_mode=network_mode, mounts=mounts, init=True)
+        host_config = self._api.create_host_config(network_mode=network_mode, mounts=mounts, init=True, **limits)
         created = self.call(
             lambda: self._api.create_container(
                 container.image,

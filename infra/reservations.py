@@ -278,11 +278,11 @@ class SubnetReservations:
             raise ReservationError(f"Redis refused the reservation request for {who}: {message}") from error
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise ReservationStoreUnavailable(
-                f"cannot reach the reservation store at {_describe(self._client)}: {error}"
+                f"cannot reach the reservation store at {describe_client(self._client)}: {error}"
             ) from error
 
 
-def _describe(client: Any) -> str:
+def describe_client(client: Any) -> str:
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"

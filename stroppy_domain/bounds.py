@@ -35,6 +35,9 @@ class TargetBounds(Model):
     create_machines_s: float = Field(gt=0)
     agents_ready_s: float = Field(gt=0)
     start_services_s: float = Field(gt=0)
+    capacity_wait_s: float = Field(
+        default=0, ge=0, description="How long a run may wait for the host's CPUs; 0 where machines are own hosts."
+    )
 
 
 class StepLimit(Model):
@@ -60,6 +63,8 @@ class RunBounds(Model):
     """The limit of every step of one test's run."""
 
     validate_step: StepLimit = Field(default_factory=lambda: _quick(1, [2]))
+    capacity: StepLimit = Field(default_factory=lambda: _quick(2, [1, 4]))
+    capacity_wait_s: float = Field(default=0, ge=0, description="How long the wait for CPUs itself lasts.")
     reserve: StepLimit = Field(default_factory=lambda: _quick(2, [1, 4]))
     plan: StepLimit = Field(default_factory=_quick)
     create_machines: StepLimit
@@ -92,6 +97,8 @@ def run_bounds(test: BenchmarkTest, target: TargetBounds, install_timeout_s: flo
     load_s = sum(load_timeouts_s(test, load_margin_s)) + load_margin_s
     install_dispatch_s = install_timeout_s * INSTALL_ATTEMPTS
     return RunBounds(
+        capacity=StepLimit(timeout_s=target.capacity_wait_s + QUICK_STEP_S, retries=1, retry_delays_s=[5]),
+        capacity_wait_s=target.capacity_wait_s,
         create_machines=StepLimit(timeout_s=target.create_machines_s, retries=1, retry_delays_s=[5]),
         wait_for_agents=StepLimit(timeout_s=target.agents_ready_s + AGENTS_GRACE_S),
         agents_ready_s=target.agents_ready_s,

@@ -32,6 +32,7 @@ from stroppy_domain.model_base import (
     Flag,
     InputModel,
     Integer,
+    Isolation,
     Model,
     PoolMode,
     Port,
@@ -87,7 +88,8 @@ __all__ = [
     "PATTERN_HINTS", "PGBENCH_WORKLOAD", "RUN_OWNED_ENV", "WORKLOAD_PATTERN", "Addons", "Backup", "BackupAddon",
     "BackupStorage", "BackupTool", "BenchmarkTest",
     "ClusterTemplate", "Colocate", "DatabaseRef", "Dedicated", "Driver", "Endpoint", "Etcd", "ExistingDatabase",
-    "Flag", "GucValue", "Hardware", "InputModel", "InstanceTemplate", "Integer", "LoadEnv", "LocalStorage", "Model",
+    "Flag", "GucValue", "Hardware", "InputModel", "InstanceTemplate", "Integer", "Isolation", "LoadEnv",
+    "LocalStorage", "Model",
     "NodeExporter", "PatroniSettings", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
     "PostgresSettings", "PostgresqlConf", "ReplicaOverride", "S3Storage", "Scope", "Sidecars", "StorageEngine",
     "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology", "check_backup_path",
@@ -162,6 +164,7 @@ class BenchmarkTest(InputModel):
     name: str = Field(pattern=NAME_PATTERN, description="Unique within the suite.")
     description: str = Field(default="", description="Free text.")
     target: Target | None = Field(default=None, description="Absent: the suite's target.")
+    isolation: Isolation | None = Field(default=None, description="Absent: the suite's isolation.")
     stroppy: StroppyCli = Field(description="The load.")
     thresholds: Thresholds = Field(default_factory=dict, description="Pass/fail rules per metric.")
     runner_hardware: Hardware = Field(default=DEFAULT_RUNNER_HARDWARE, description="The machine that runs the load.")
@@ -172,7 +175,17 @@ class Suite(InputModel):
     name: str = Field(pattern=NAME_PATTERN, description="The suite's name.")
     description: str = Field(default="", description="Free text.")
     target: Target = Field(default=DEFAULT_TARGET, description="Where tests run unless a test names its own.")
+    isolation: Isolation = Field(
+        default=Isolation.EXCLUSIVE,
+        description="On a target whose machines share one host (Docker): `exclusive` gives each machine its own "
+        "host CPUs (as many as its cores; a run waits until they are free) and counts its memory; `shared` lets "
+        "runs share the CPUs no exclusive run holds, on purpose (a laptop), and the report says so. Memory is a "
+        "hard limit either way. Unless a test names its own.",
+    )
     tests: list[BenchmarkTest] = Field(min_length=1, description="Its tests; names unique.")
 
     def target_of(self, test: BenchmarkTest) -> Target:
         return test.target or self.target
+
+    def isolation_of(self, test: BenchmarkTest) -> Isolation:
+        return test.isolation or self.isolation

@@ -155,6 +155,13 @@ class Target(StrEnum):
     YANDEX_CLOUD = "yandex_cloud"
 
 
+class Isolation(StrEnum):
+    """How a run's machines share the host of a target whose machines share one (Docker)."""
+
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+
+
 DEFAULT_TARGET = Target.DOCKER
 """Where a suite's tests run when neither the suite nor the test names a target."""
 

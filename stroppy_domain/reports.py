@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
+from stroppy_domain.capacity import IsolationFacts
 from stroppy_domain.checks import ThresholdCheck, Verdict
 from stroppy_domain.host import HostEvidence
 from stroppy_domain.manifest import Manifest
@@ -47,6 +48,7 @@ class RunFacts(Model):
     host: HostEvidence | None = None
     host_error: str = ""
     manifest: Manifest | None = None
+    isolation: IsolationFacts | None = None
 
 
 class SuiteRow(Model):
@@ -168,6 +170,8 @@ def run_markdown(facts: RunFacts) -> str:
         lines.append("No Grafana is configured for this installation.")
     lines += ["", "## Host", ""]
     lines += _host_lines(facts.host, facts.host_error)
+    if facts.isolation is not None:
+        lines += ["", facts.isolation.describe()]
     lines += ["", "## What ran", ""]
     lines += [f"- {name}: `{value}`" for name, value in facts.versions.items()]
     ids = facts.manifest.image_ids if facts.manifest else {}

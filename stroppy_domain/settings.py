@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
+from stroppy_domain.capacity import HostCapacity
 from stroppy_domain.model import InputModel, Integer, StorageEngine, Target
 
 PROJECT_VERSION = "0.1.0"
@@ -93,6 +94,11 @@ def _default_address_spaces() -> dict[Target, AddressSpace]:
 class PlannerSettings(InputModel):
     images: ImageCatalogue = Field(default_factory=ImageCatalogue)
     address_spaces: dict[Target, AddressSpace] = Field(default_factory=_default_address_spaces)
+    host_capacity: dict[Target, HostCapacity] = Field(
+        default_factory=dict,
+        description="The size of the one host a target's machines share (Docker), when known: tests that cannot "
+        "fit it fail validation. A run fills it from the engine; `validate --settings` may name it.",
+    )
 
     def address_space(self, target: Target) -> AddressSpace:
         return self.address_spaces.get(target) or _default_address_spaces()[target]

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from stroppy_domain.capacity import machine_demands, oversize_problem
 from stroppy_domain.errors import (
     MAX_COLLECTED_ISSUES,
     InvalidSuiteError,
@@ -27,7 +28,7 @@ from stroppy_domain.errors import (
     join_path,
     sorted_issues,
 )
-from stroppy_domain.model import PATTERN_HINTS, BenchmarkTest, Suite, Target
+from stroppy_domain.model import PATTERN_HINTS, BenchmarkTest, Isolation, Suite, Target
 from stroppy_domain.parsing import data_issues, parse_document
 from stroppy_domain.partial import field_value, known, salvaged, unwrap
 from stroppy_domain.placement import lay_out, plan_run
@@ -63,9 +64,9 @@ def validate_suite(data: Any, source: str = "", settings: PlannerSettings | None
         unlisted = max(0, error.error_count() - MAX_COLLECTED_ISSUES)
         raise InvalidSuiteError(sorted_issues(issues), source, unlisted) from None
     tests: list[object] = list(suite.tests)
-    issues = list(
-        islice(_tests_issues(tests, [suite.target_of(test) for test in suite.tests], settings), MAX_COLLECTED_ISSUES)
-    )
+    targets = [suite.target_of(test) for test in suite.tests]
+    isolations = [suite.isolation_of(test) for test in suite.tests]
+    issues = list(islice(_tests_issues(tests, targets, settings, isolations), MAX_COLLECTED_ISSUES))
     if issues:
         raise InvalidSuiteError(sorted_issues(issues), source)
     return suite
@@ -79,11 +80,16 @@ def _issues_beside_structural_errors(data: dict[str, Any], settings: PlannerSett
         return
     suite_target = known(lambda: field_value(Suite, "target", data))
     targets = [known(partial(field_value, BenchmarkTest, "target", raw)) or suite_target for raw in tests]
-    yield from _tests_issues(tests, targets, settings)
+    suite_isolation = known(lambda: field_value(Suite, "isolation", data)) or Isolation.EXCLUSIVE
+    isolations = [known(partial(field_value, BenchmarkTest, "isolation", raw)) or suite_isolation for raw in tests]
+    yield from _tests_issues(tests, targets, settings, isolations)
 
 
 def _tests_issues(
-    tests: Sequence[object], targets: Sequence[Target | None], settings: PlannerSettings
+    tests: Sequence[object],
+    targets: Sequence[Target | None],
+    settings: PlannerSettings,
+    isolations: Sequence[Isolation],
 ) -> Iterator[Issue]:
     """The rules of each test, unique names, subnets for all, and a trial plan of each test without problems.
 
@@ -105,7 +111,7 @@ def _tests_issues(
         yield from rule_issues
         target, subnet = targets[index], subnets.get(index)
         if isinstance(test, BenchmarkTest) and not rule_issues and target is not None and subnet is not None:
-            yield from _trial_plan_issues(test, target, subnet, settings, path)
+            yield from _trial_plan_issues(test, target, subnet, settings, path, isolations[index])
 
 
 def assign_subnets(targets: Sequence[Target | None], settings: PlannerSettings) -> tuple[dict[int, str], list[Issue]]:
@@ -202,12 +208,20 @@ def _field_names_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[s
 
 
 def _trial_plan_issues(
-    test: BenchmarkTest, target: Target, subnet: str, settings: PlannerSettings, path: str
+    test: BenchmarkTest, target: Target, subnet: str, settings: PlannerSettings, path: str, isolation: Isolation
 ) -> Iterator[Issue]:
-    """Plan the test on the subnet `plan` gives it, exactly as a run would, offline."""
+    """Plan the test on the subnet `plan` gives it, exactly as a run would, offline; and when the settings know the
+    size of the target's host, check the test fits it."""
     prefix = settings.address_space(target).prefix
     try:
-        machines = len(lay_out(test, path).machines)
+        layout = lay_out(test, path)
+        host = settings.host_capacity.get(target)
+        too_large = host and oversize_problem(
+            machine_demands((machine.name, machine.hardware) for machine in layout.machines), isolation, host
+        )
+        if too_large:
+            yield Issue(path, f"does not fit the {target} host: it {too_large}")
+        machines = len(layout.machines)
         if machines > host_capacity(prefix):
             yield Issue(
                 join_path(path, "database"),

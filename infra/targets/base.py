@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from stroppy_domain.bounds import TargetBounds
+from stroppy_domain.capacity import HostCapacity
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.plan import RunPlan
 
@@ -42,6 +43,11 @@ class RunSpec(BaseModel):
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     plan: RunPlan
     expires_at: datetime
+    cpusets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Machine name -> the host CPUs (`0,1`) its containers may use, on a target whose machines share "
+        "one host; a machine not named here is not pinned.",
+    )
 
     def labels(self, machine: str | None = None, service: str | None = None) -> dict[str, str]:
         labels = {
@@ -54,6 +60,18 @@ class RunSpec(BaseModel):
         if service is not None:
             labels[LABEL_SERVICE] = service
         return labels
+
+
+class SharedHost(BaseModel):
+    """The one host a target's machines share: its key (unique per engine) and what it offers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    capacity: HostCapacity
+    unenforced: list[str] = Field(
+        default_factory=list, description="Hardware fields the target cannot enforce there, for the report."
+    )
 
 
 class RunInventory(BaseModel):
@@ -148,6 +166,10 @@ class TargetModule(Protocol):
 
     def runner_directory(self, run_id: str) -> PurePosixPath:
         """Where the runner machine keeps the run's stroppy and load files."""
+
+    def shared_host(self, settings: OrchestrationSettings) -> SharedHost | None:
+        """The host every machine of the target runs on, whose CPUs runs lease; None when each machine is its own
+        host (a cloud VM sized by its hardware). Raises TargetError when the target's engine does not answer."""
 
     def open_backend(self, settings: OrchestrationSettings) -> TargetBackend:
         """The configured backend; the caller uses it as a context manager.

@@ -30,6 +30,7 @@ from flows.run import run_id_for
 from flows.suite import SuiteResult
 from flows.teardown import metrics_store
 from infra.connections import redis_connection
+from infra.cpu_leases import KEY_PREFIX as CPU_KEY_PREFIX
 from infra.edge_queues import EDGE_POOL
 from infra.grafana import dashboards, panel_queries
 from infra.ledger import open_ledgers
@@ -58,12 +59,14 @@ RATE_INTERVAL = "30s"
 
 
 def pgbench_test(name: str, database: dict, duration: int = 8) -> dict[str, Any]:
+    """A short pgbench test; its machines want 3 cores, more than a 2-core CI host has, so they share its CPUs."""
     load = {"driver": "pgbench", "workload": "tpcb", "scale": 1, "duration": duration, "clients": 2}
-    return {"name": name, "stroppy": load, "database": database}
+    return {"name": name, "isolation": "shared", "stroppy": load, "database": database}
 
 
 def leftovers(run_id: str) -> dict[str, list[str]]:
-    """Everything that still carries the run's id: containers, networks, volumes, its subnet, its ledger."""
+    """Everything that still carries the run's id: containers, networks, volumes, its subnet, its CPUs, its
+    ledger, its queues."""
     engine = docker.from_env(timeout=60)
     selector = {"label": f"{LABEL_RUN_ID}={run_id}"}
     client = redis_connection(OrchestrationSettings()).get_client()
@@ -75,6 +78,11 @@ def leftovers(run_id: str) -> dict[str, list[str]]:
             "volumes": [v.name for v in engine.volumes.list(filters=selector)],
             "subnets": [
                 r.subnet for r in SubnetReservations(client, Target.DOCKER, space).list() if r.run_id == run_id
+            ],
+            "cpus": [
+                key.decode()
+                for key in client.scan_iter(f"{CPU_KEY_PREFIX}:*")
+                if client.hexists(key, run_id)  # expired or not: teardown must have released it
             ],
             "ledgers": [ledger for ledger in open_ledgers(client) if ledger == run_id],
             "queues": asyncio.run(_queues_of(run_id)),
@@ -90,7 +98,7 @@ async def _queues_of(run_id: str) -> list[str]:
     return [queue.name for queue in queues if queue.name.startswith(f"{run_id}-")]
 
 
-NOTHING = {"containers": [], "networks": [], "volumes": [], "subnets": [], "ledgers": [], "queues": []}
+NOTHING = {"containers": [], "networks": [], "volumes": [], "subnets": [], "cpus": [], "ledgers": [], "queues": []}
 
 
 def run_suite(
@@ -187,6 +195,8 @@ def test_a_suite_of_two_tests_completes_from_ci_with_numbers_dashboards_and_repo
         assert any(name.startswith("pgbench_log") for name in run.load.files)
         assert all((Path(run.output_dir) / name).is_file() for name in run.load.files)
         assert_reported(run, grafana)
+        assert run.isolation is not None and run.isolation.isolation == "shared", run.isolation
+        assert run.isolation.unenforced == ["disk_gb"] and set(run.isolation.memory_gb.values()) == {1, 4}
         assert leftovers(run.run_id) == NOTHING
     assert by_name["patroni"].result.connection.endswith(":6432/stroppy?sslmode=disable")
     assert_dashboards_show(by_name["patroni"].result)
@@ -217,8 +227,8 @@ def test_a_failing_threshold_makes_the_ci_command_fail_and_keeps_the_result(graf
 
 
 STEPS = [
-    "validate", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "install", "run_load",
-    "results", "report",
+    "validate", "capacity", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "install",
+    "run_load", "results", "report",
 ]  # fmt: skip
 
 

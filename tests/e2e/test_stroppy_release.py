@@ -61,9 +61,14 @@ def release_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def stroppy_test(name: str, version: str, database: dict, thresholds: dict | None = None, clients: int = 2) -> dict:
+    """A short stroppy test whose machines share the host's CPUs (they want more cores than a CI host has)."""
     load = {"driver": "stroppy", "version": version, "workload": "tpcb/tx", "scale": 1, "duration": 6,
             "clients": clients}  # fmt: skip
-    return {"name": name, "stroppy": load, "database": database, "thresholds": thresholds or {}}
+    return {"name": name, "isolation": "shared", "stroppy": load, "database": database, "thresholds": thresholds or {}}
+
+
+ONE_CORE_RUNNER = {"cores": 1, "memory_gb": 2, "disk_gb": 10}
+"""With the 1-core instance, a run of 2 cores: it fits a 2-core host in exclusive isolation."""
 
 
 @pytest.mark.timeout(1800)
@@ -71,7 +76,8 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
     tests = [
         stroppy_test("stroppy-patroni", GOOD, PATRONI_BEHIND_PGBOUNCER, clients=3,
                      thresholds={"tx_count": ["count>0"], "tx_error_rate": ["rate<0.5"]}),
-        stroppy_test("too-slow", GOOD, INSTANCE, thresholds={"tx_total_duration": ["p(95)<0.001"]}),
+        stroppy_test("too-slow", GOOD, INSTANCE, thresholds={"tx_total_duration": ["p(95)<0.001"]})
+        | {"isolation": "exclusive", "runner_hardware": ONE_CORE_RUNNER},
         stroppy_test("tampered", TAMPERED, INSTANCE),
         stroppy_test("missing", MISSING, INSTANCE),
         stroppy_test("hangs", HANGS, INSTANCE),
@@ -114,6 +120,10 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
     (check,) = slow.result.checks
     assert not check.passed and check.observed is not None and check.observed > 0.001 and check.reason == "judged by k6"
     assert "tx_total_duration p(95)<0.001 (observed" in slow.result.reason
+    isolation = slow.result.isolation  # its CPUs were its own, while the shared runs waited or it waited for them
+    assert isolation is not None and isolation.isolation == "exclusive", isolation
+    assert sorted(isolation.cpus) == ["postgres-master", "stroppy-runner"], isolation
+    assert len(set(isolation.cpus.values())) == 2 and all("," not in cpus for cpus in isolation.cpus.values())
 
     expected = {
         "tampered": "does not match the pinned",

@@ -27,7 +27,7 @@ from stroppy_domain.plan import RunPlan, ServiceKind
 from stroppy_domain.services import generate_password
 from stroppy_domain.settings import AddressSpace, ImageCatalogue, PlannerSettings
 from stroppy_domain.validation import validate_suite
-from tests.integration.test_reservations import REDIS_URL
+from tests.integration.redis_store import REDIS_URL
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis]
 
@@ -131,15 +131,18 @@ def deployed(
     engine: docker.DockerClient,
     database: dict,
     catalogue: ImageCatalogue,
+    cpusets: dict[str, str] | None = None,
 ) -> Iterator[tuple[RunSpec, RunPlan]]:
-    """A running topology on a reserved subnet; destroyed afterwards, and checked to leave nothing behind."""
+    """A running topology on a reserved subnet, its machines on `cpusets`; destroyed afterwards, and checked to
+    leave nothing behind."""
     run_id = f"it-{uuid.uuid4().hex[:10]}"
     settings = PlannerSettings(images=catalogue)
     test = make_test(database)
     reservation = reservations.reserve(run_id, machines=8, ttl_s=900)
     try:
         plan = plan_run(test, Target.DOCKER, reservation.subnet, settings, generate_password)
-        run = RunSpec(run_id=run_id, plan=plan, expires_at=datetime.now(UTC) + timedelta(minutes=15))
+        expires_at = datetime.now(UTC) + timedelta(minutes=15)
+        run = RunSpec(run_id=run_id, plan=plan, expires_at=expires_at, cpusets=cpusets or {})
         try:
             target.create_machines(run)
             target.start_services(run)
@@ -278,6 +281,26 @@ def test_dedicated_machines_and_exporters_serve_real_metrics(target, reservation
                     assert expected[port] in body, (machine.name, container.kind)
                     checked += 1
         assert checked == 7 + 2 + 1, "a node exporter on each of 7 machines, 2 postgres exporters, 1 PgBouncer exporter"
+
+
+def test_every_container_of_a_machine_is_held_to_its_cpus_and_memory(target, reservations, engine, images) -> None:
+    last_cpu = str(engine.info()["NCPU"] - 1)
+    cpusets = {"postgres-master": last_cpu, "stroppy-runner": "0"}
+    monitored = {"instance": {"hardware": HARDWARE, "sidecars": {"node_exporter": {}, "postgres_exporter": {}}}}
+    with deployed(target, reservations, engine, monitored, images.catalogue(), cpusets) as (run, plan):
+        containers = engine.api.containers(filters={"label": f"{LABEL_RUN_ID}={run.run_id}"})
+        seen: dict[str, list[str]] = {}
+        for summary in containers:
+            labels = summary["Labels"]
+            machine = plan.machine(labels["stroppy.machine"])
+            host = engine.api.inspect_container(summary["Id"])["HostConfig"]
+            limit = machine.hardware.memory_gb * 2**30
+            assert (host["CpusetCpus"], host["Memory"], host["MemorySwap"]) == (cpusets[machine.name], limit, limit)
+            seen.setdefault(machine.name, []).append(labels["stroppy.service"])
+        assert sorted(seen["postgres-master"]) == ["machine", "node_exporter", "postgres", "postgres_exporter"]
+        assert "machine" in seen["stroppy-runner"]
+        postgres = service_container_name(run.run_id, "postgres-master", "postgres")
+        assert execute(engine, postgres, ["nproc"]) == (0, "1\n")
 
 
 def test_two_runs_at_once_do_not_see_each_other(target, reservations, engine, images) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import multiprocessing
-import os
 import time
+from collections.abc import Iterator
 from itertools import combinations
 
 import pytest
@@ -22,22 +22,15 @@ from infra.reservations import (
 )
 from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace
+from tests.integration.redis_store import REDIS_URL, emptied_redis, in_processes
 
-REDIS_URL = os.environ.get("STROPPY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def client() -> redis.Redis:
-    connection = RedisConnection(url=REDIS_URL, timeout_s=5).get_client()
-    try:
-        connection.ping()
-    except redis.ConnectionError as error:
-        pytest.fail(f"Redis is not running at {REDIS_URL}; start it with `bash scripts/services.sh start`: {error}")
-    for key in connection.scan_iter(f"{KEY_PREFIX}:*"):
-        connection.delete(key)
-    yield connection
-    connection.close()
+def client() -> Iterator[redis.Redis]:
+    with emptied_redis(KEY_PREFIX) as connection:
+        yield connection
 
 
 def pool(client: redis.Redis, base: str = "10.50.0.0/16", prefix: int = 24) -> SubnetReservations:
@@ -147,19 +140,8 @@ def _reserve_many(
 @pytest.mark.parametrize("prefixes", [[24], [24, 25, 26]], ids=["same-size", "mixed-sizes"])
 def test_concurrent_reservations_from_many_processes_never_overlap(client: redis.Redis, prefixes: list[int]) -> None:
     processes, per_process = 8, 25
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    start = context.Barrier(processes)
-    workers = [
-        context.Process(target=_reserve_many, args=(worker, per_process, prefixes, start, results))
-        for worker in range(processes)
-    ]
-    for process in workers:
-        process.start()
-    reserved = [results.get(timeout=120) for _ in range(processes * per_process)]
-    for process in workers:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    arguments = [(worker, per_process, prefixes) for worker in range(processes)]
+    reserved = in_processes(_reserve_many, arguments, processes * per_process)
     assert len(reserved) == 200
     networks = [ipaddress.IPv4Network(subnet) for _, subnet in reserved]
     overlapping = [(a, b) for a, b in combinations(networks, 2) if a.overlaps(b)]

@@ -14,9 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.connections import saved_block
 from infra.images import ImageSet
 from infra.settings import OrchestrationSettings
-from infra.targets.base import TargetError
+from infra.targets.base import SharedHost, TargetError
 from infra.targets.docker.backend import DockerTarget, DockerTargetSettings
 from stroppy_domain.bounds import TargetBounds
+from stroppy_domain.capacity import HostCapacity
 
 if TYPE_CHECKING:
     import docker
@@ -51,6 +52,15 @@ class DockerSettings(BaseSettings):
         default=900, gt=0, description="Bound of starting a run's services until they are healthy."
     )
     engine_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the engine.")
+    host_reserved_cpus: int = Field(
+        default=0, ge=0, description="The host's first CPUs, never given to a run's machines (the control plane's)."
+    )
+    host_reserved_memory_gb: float = Field(
+        default=2, ge=0, description="Host memory never counted for exclusive runs (the control plane's)."
+    )
+    capacity_wait_timeout_s: float = Field(
+        default=3600, gt=0, description="How long a run waits for its CPUs to be free before it fails."
+    )
 
 
 def is_available(settings: OrchestrationSettings) -> bool:
@@ -66,6 +76,7 @@ def bounds(settings: OrchestrationSettings, docker_settings: DockerSettings | No
         create_machines_s=own.create_machines_timeout_s,
         agents_ready_s=own.agents_ready_timeout_s,
         start_services_s=own.start_services_timeout_s,
+        capacity_wait_s=own.capacity_wait_timeout_s,
     )
 
 
@@ -76,6 +87,26 @@ def machine_images(settings: OrchestrationSettings) -> list[str]:
 
 def runner_directory(run_id: str) -> PurePosixPath:
     return RUNNER_ROOT / run_id
+
+
+def shared_host(settings: OrchestrationSettings, docker_settings: DockerSettings | None = None) -> SharedHost:
+    """The engine's host: its CPUs and memory as the engine reports them, keyed by the engine's ID so that every
+    master using one engine leases from the same CPUs. Raises TargetError, retryable, when the engine does not
+    answer."""
+    del settings
+    import docker  # noqa: PLC0415
+
+    own = docker_settings or DockerSettings()
+    with docker_client(own) as client:
+        try:
+            info = client.info()
+        except docker.errors.DockerException as error:
+            raise TargetError(f"the Docker engine did not say its size: {error}", retryable=True) from error
+    capacity = HostCapacity(
+        cpus=int(info["NCPU"]), memory_gb=int(info["MemTotal"]) / 2**30, reserved_cpus=own.host_reserved_cpus,
+        reserved_memory_gb=own.host_reserved_memory_gb,
+    )  # fmt: skip
+    return SharedHost(key=f"docker:{info['ID']}", capacity=capacity, unenforced=["disk_gb"])
 
 
 def target_settings(
@@ -142,5 +173,6 @@ __all__ = [
     "machine_images",
     "open_backend",
     "runner_directory",
+    "shared_host",
     "target_settings",
 ]

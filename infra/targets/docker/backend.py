@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.containers import Progress, ServiceEngine, file_archive
+from infra.containers import Progress, ServiceEngine, file_archive, machine_limits
 from infra.targets.base import (
     LABEL_EXPIRES_AT,
     LABEL_MACHINE,
@@ -92,7 +92,8 @@ class DockerTarget(ReleasedOnExit):
     # creation -----------------------------------------------------------------------------------------------
 
     def create_machines(self, run: RunSpec) -> None:
-        """The run's network on its subnet, then one running container per machine at its IP; a retry adopts them.
+        """The run's network on its subnet, then one running container per machine at its IP, held with its services
+        inside the machine's memory and leased CPUs (`machine_limits`); a retry adopts them.
 
         Raises TargetError when the run id is malformed, the run's network or a machine's container exists but
         belongs to another run (or the network to another subnet), or the engine refuses or does not answer."""
@@ -129,7 +130,9 @@ class DockerTarget(ReleasedOnExit):
         if existing is not None:
             existing_id: str = existing["Id"]
             return existing_id
-        host_config = self._api.create_host_config(network_mode=network, init=True, binds=self._settings.machine_binds)
+        host_config = self._api.create_host_config(
+            network_mode=network, init=True, binds=self._settings.machine_binds, **machine_limits(run, machine)
+        )
         networking = self._api.create_networking_config(
             {network: self._api.create_endpoint_config(ipv4_address=machine.ip)}
         )
@@ -173,7 +176,11 @@ class DockerTarget(ReleasedOnExit):
         for stage in StartStage:
             members = [(m, c) for m in run.plan.machines for c in m.containers if c.start_stage is stage]
             self._engine.start_stage(
-                run, stage, members, lambda machine: f"container:{machine_container_name(run.run_id, machine.name)}"
+                run,
+                stage,
+                members,
+                lambda machine: f"container:{machine_container_name(run.run_id, machine.name)}",
+                lambda machine: machine_limits(run, machine),
             )
 
     # destruction and inventory ------------------------------------------------------------------------------

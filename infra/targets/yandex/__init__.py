@@ -125,6 +125,11 @@ def runner_directory(run_id: str) -> PurePosixPath:
     return PurePosixPath(AGENT_STATE_DIR) / "runs" / run_id
 
 
+def shared_host(settings: OrchestrationSettings) -> None:
+    """None: every machine is its own VM, sized by its hardware."""
+    del settings
+
+
 def target_settings(settings: OrchestrationSettings, cloud: YandexSettings | None = None) -> YandexTargetSettings:
     """The cloud target from its block (folder, network, key) and the settings (Terraform, and what the machines
     install). Listing and destroying runs need only the block; creating machines needs everything.
@@ -187,5 +192,6 @@ __all__ = [
     "machine_images",
     "open_backend",
     "runner_directory",
+    "shared_host",
     "target_settings",
 ]

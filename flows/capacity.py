@@ -1,0 +1,61 @@
+"""The run's share of its target's host: the capacity step of `stroppy-test-run`, and what its result says of it.
+
+Where a target's machines share one host (Docker), a run leases host CPUs for its machines before it reserves
+anything else (`infra.cpu_leases`), waiting while other runs hold them; the decision is `stroppy_domain.capacity`'s.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.teardown import LEDGER_CPUS
+from infra.connections import redis_client
+from infra.cpu_leases import CapacityError, CpuLeases, wait_for_cpus
+from infra.ledger import RunLedger
+from infra.retries import retry_transient
+from infra.settings import OrchestrationSettings
+from infra.targets import target_module
+from infra.targets.base import RunSpec, SharedHost
+from stroppy_domain.capacity import CpuGrant, IsolationFacts, isolation_facts, machine_demands, oversize_problem
+from stroppy_domain.model import BenchmarkTest, Isolation, Target
+from stroppy_domain.placement import lay_out
+
+CAPACITY_POLL_S = 2.0
+"""How often a waiting run asks again: one small Redis transaction, so a freed CPU is taken within seconds."""
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
+def take_cpus(
+    run_id: str, test: BenchmarkTest, target: Target, wait_s: float, settings: OrchestrationSettings
+) -> tuple[CpuGrant | None, SharedHost | None]:
+    """Ledger first, then the run's CPUs on the target's shared host, waited for while other runs hold them; no
+    grant where every machine is its own host.
+
+    Raises CapacityTimeout when the CPUs did not become free within `wait_s`, CapacityError when the test can
+    never fit the host, TargetError when the engine does not answer, LedgerError when the ledger cannot be written,
+    and ReservationStoreUnavailable when Redis does not answer."""
+    host = target_module(target).shared_host(settings)
+    if host is None:
+        return None, None
+    isolation = test.isolation or Isolation.EXCLUSIVE
+    demands = machine_demands((machine.name, machine.hardware) for machine in lay_out(test).machines)
+    too_large = oversize_problem(demands, isolation, host.capacity)
+    if too_large:
+        raise CapacityError(f"test {test.name} does not fit the {target} host: it {too_large}")
+    log = get_run_logger()
+    with redis_client(settings) as client:
+        RunLedger(client, run_id).record(LEDGER_CPUS, {"host": host.key})
+        leases = CpuLeases(client, host.key)
+        grant = wait_for_cpus(
+            lambda: leases.acquire(host.capacity, run_id, demands, isolation, settings.reservation_ttl_s),
+            wait_s, CAPACITY_POLL_S, log.info,
+        )  # fmt: skip
+    log.info("%s CPUs: %s", grant.isolation, {name: grant.cpuset(name) for name in grant.cpus})
+    return grant, host
+
+
+def held_to(run: RunSpec, grant: CpuGrant | None, host: SharedHost | None) -> IsolationFacts:
+    """What the run's machines were held to on their host, for its result."""
+    machines = [(machine.name, machine.hardware) for machine in run.plan.machines]
+    return isolation_facts(grant, machines, host.unenforced if host else [])
