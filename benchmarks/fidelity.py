@@ -10,7 +10,7 @@ exactly as a run does), then, right after, the same pgbench commands by hand (`d
 container, against the same database, same scale, clients and duration), and tears everything down. Prints each
 TPS and the system's difference from by hand, median of the rounds.
 
-`--part suite`: each round submits `examples/pgbench.yaml` through `stroppy-test-suite/run`, then each of its tests
+`--part suite`: each round submits `examples/pgbench.yaml` through `stroppy-test-suite/suite`, then each of its tests
 alone as a suite of one, and prints each test's TPS together and alone, and whether its load overlapped the other's
 (on a host too small for both, isolation serialises them and this says so).
 """
@@ -136,7 +136,7 @@ def part_load(rounds: int, duration: int, clients: int, scale: int) -> None:
 
 
 def suite_results(suite: dict) -> dict[str, RunResult]:
-    flow_run = run_deployment("stroppy-test-suite/run", parameters={"suite": suite}, timeout=3600, poll_interval=2)
+    flow_run = run_deployment("stroppy-test-suite/suite", parameters={"suite": suite}, timeout=3600, poll_interval=2)
     result: SuiteResult = flow_run.state.result(raise_on_failure=False)
     if not isinstance(result, SuiteResult):
         raise SystemExit(f"suite {suite['name']} ended {flow_run.state.name}: {flow_run.state.message}")
