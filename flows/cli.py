@@ -78,7 +78,7 @@ def _load_settings(path: str | None) -> PlannerSettings:
 
     data = parse_document(_read(path), path)
     if data is not None and not isinstance(data, dict):
-        raise CliError(f"{path}: planner settings must be a mapping with 'images' and/or 'address_spaces'")
+        raise CliError(f"{path}: planner settings must be a mapping of 'images', 'address_spaces' and 'host_capacity'")
     try:
         return PlannerSettings.model_validate({**defaults.model_dump(), **(data or {})})
     except ValidationError as error:
@@ -251,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
-    settings_help = "YAML file with planner settings (images, address_spaces); defaults are built in"
+    settings_help = "YAML file with planner settings (images, address_spaces, host_capacity); defaults are built in"
 
     validate = commands.add_parser("validate", help="check a suite file and print every problem in it")
     validate.add_argument("file", help="suite file, YAML or JSON")

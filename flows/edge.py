@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from contextlib import closing
@@ -139,9 +140,18 @@ class InstallRequest(BaseModel):
     timeout_s: float = Field(gt=0, description="Bound of one download attempt.")
 
 
+class InstalledTool(BaseModel):
+    """The load tool as the runner installed it: what the run uses and what its manifest records."""
+
+    binary: str = Field(description="Its path on the runner.")
+    version: str = Field(description="What `stroppy version` printed (stroppy's and its k6's), one line.")
+    binary_sha256: str = Field(description="The unpacked binary's own checksum.")
+
+
 @flow(name="install-stroppy", persist_result=True, retries=0)
-def install_stroppy(request: InstallRequest) -> str:
-    """Download, verify and unpack the pinned stroppy; returns the binary's path once it answers `version`.
+def install_stroppy(request: InstallRequest) -> InstalledTool:
+    """Download, verify and unpack the pinned stroppy; returns the binary, its version and checksum once it answers
+    `version`.
 
     Raises ReleaseError when the download fails, does not match the pinned checksum or cannot be unpacked, and
     LoadFailed when the binary does not answer `version`."""
@@ -151,7 +161,9 @@ def install_stroppy(request: InstallRequest) -> str:
     if check.exit_code != 0:
         raise LoadFailed(f"{binary} version exited {check.exit_code}: " + "\n".join(check.tail[-5:]))
     log.info("stroppy %s installed at %s (sha256 %s)", request.release.version, binary, request.release.sha256)
-    return str(binary)
+    printed = "; ".join(" ".join(line.split()) for line in check.tail if line.strip())
+    checksum = hashlib.sha256(binary.read_bytes()).hexdigest()
+    return InstalledTool(binary=str(binary), version=printed, binary_sha256=checksum)
 
 
 @flow(name="start-services", persist_result=True, retries=0)

@@ -3,6 +3,7 @@ store, Grafana annotations and links, the raw files archived, the markdown artif
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from blocks.grafana import GrafanaConnection
-from flows.edge import LoadOutcome
+from flows.edge import InstalledTool, LoadOutcome
 from flows.teardown import metrics_store
 from infra.connections import results_bucket, saved_block
 from infra.grafana import RUN_OVERVIEW, Grafana
 from infra.images import image_ids
+from infra.images.packages import package_lists
 from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
 from infra.retries import retry_transient
 from infra.revision import project_commit, project_version
@@ -28,7 +30,14 @@ from stroppy_domain.capacity import IsolationFacts
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
 from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
 from stroppy_domain.load import FACTS_FILE, SUMMARY_FILE
-from stroppy_domain.manifest import Manifest, ManifestError, parse_postgres_facts
+from stroppy_domain.manifest import (
+    VERSIONS_QUERY,
+    Manifest,
+    ManifestError,
+    package_list,
+    parse_postgres_facts,
+    service_versions,
+)
 from stroppy_domain.model import BenchmarkTest, Driver, Target
 from stroppy_domain.plan import RunPlan
 from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
@@ -64,14 +73,21 @@ class RunResult(BaseModel):
     isolation: IsolationFacts | None = Field(default=None, description="The CPUs and memory machines were held to.")
 
 
-def base_manifest(test: BenchmarkTest, settings: OrchestrationSettings) -> Manifest:
-    """The master's part of a run's manifest: the project's revision and the pinned load tool's checksum.
+def base_manifest(
+    test: BenchmarkTest, settings: OrchestrationSettings, installed: InstalledTool | None = None
+) -> Manifest:
+    """The master's part of a run's manifest: the project's revision, the pinned load tool's checksum, and what the
+    runner `installed` (its version and binary's checksum).
 
     Raises ReleaseError when the test's stroppy release is no longer pinned."""
     sha256 = None
     if test.stroppy.driver is Driver.STROPPY and test.stroppy.version is not None:
         sha256 = ReleaseLock.read(settings.release_lock).pinned(test.stroppy.version, settings.release_lock).sha256
-    return Manifest(project_version=project_version(), project_commit=project_commit(), load_tool_sha256=sha256)
+    return Manifest(
+        project_version=project_version(), project_commit=project_commit(), load_tool_sha256=sha256,
+        load_tool_version=installed.version if installed else None,
+        load_tool_binary_sha256=installed.binary_sha256 if installed else None,
+    )  # fmt: skip
 
 
 def _with_database_facts(manifest: Manifest, output_dir: Path) -> Manifest:
@@ -135,12 +151,23 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, and
     ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
-    if result.manifest is not None:
-        result = result.model_copy(
-            update={"manifest": result.manifest.model_copy(update={"image_ids": image_ids(result.images)})}
-        )
-    metrics_store(settings).import_series(result.run_id, _load_series(output_dir))
+    store = metrics_store(settings)
+    store.import_series(result.run_id, _load_series(output_dir))
     ended_at = datetime.now(UTC)
+    packages: dict[str, str] = {}
+    if result.manifest is not None:
+        ids = image_ids(result.images)
+        packages = package_lists(ids)
+        window_s = int((ended_at - result.started_at).total_seconds()) + 60
+        found = store.query(VERSIONS_QUERY.format(run_id=result.run_id, window_s=window_s))
+        manifest = result.manifest.model_copy(
+            update={
+                "image_ids": ids,
+                "image_packages": {ref: package_list(text, _packages_file(ref)) for ref, text in packages.items()},
+                "service_versions": service_versions(found),
+            }
+        )
+        result = result.model_copy(update={"manifest": manifest})
     connection = saved_block(GrafanaConnection, settings.grafana_block)
     if connection is not None:
         grafana = Grafana(connection.get_client(), connection.folder, connection.datasource_url)
@@ -149,7 +176,7 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
         dashboards = grafana.links(result.run_id, result.started_at, ended_at)
         result = result.model_copy(update={"dashboards": dashboards, "grafana_url": dashboards[RUN_OVERVIEW]})
     run_dir = settings.results_dir / result.run_id
-    _write_run_files(run_dir, run.plan, result)
+    _write_run_files(run_dir, run.plan, result, packages)
     result = result.model_copy(update={"archive": result_storage(settings).store(result.run_id, run_dir)})
     facts = RunFacts(
         **result.model_dump(include=set(RunFacts.model_fields) - {"ended_at", "target"}),
@@ -176,9 +203,18 @@ def _load_series(output_dir: Path) -> list[Series]:
     return series
 
 
-def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
-    """Beside the load's files: the plan (passwords masked), every rendered config, each step's output, the result."""
+def _packages_file(image: str) -> str:
+    return f"packages/{re.sub(r'[^A-Za-z0-9_.-]', '_', image)}.txt"
+
+
+def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult, packages: dict[str, str]) -> None:
+    """Beside the load's files: the plan (passwords masked), every rendered config, each step's output, each image's
+    package list, the result."""
     (run_dir / "configs").mkdir(parents=True, exist_ok=True)
+    for image, text in packages.items():
+        target = run_dir / _packages_file(image)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     (run_dir / "plan.json").write_text(plan.model_dump_json(indent=1))
     for machine in plan.machines:
         for container in machine.containers:

@@ -23,7 +23,7 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 
 from flows.capacity import held_to, take_cpus
-from flows.edge import LOAD_FILES_PREFIX, InstallRequest, LoadOutcome, LoadRequest
+from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
 from flows.progress import InjectedFailure, RunTimeline
 from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.teardown import (
@@ -214,7 +214,7 @@ def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def install_stroppy_on_runner(
     run: RunSpec, test: BenchmarkTest, bound_s: float, settings: OrchestrationSettings
-) -> str:
+) -> InstalledTool:
     """Idempotent (a fresh download into the run's own directory), so a retry is safe.
 
     Raises ReleaseError when the lock file cannot be read or pins no such version; EdgeAgentsNotReady when the
@@ -325,11 +325,12 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             run: RunSpec = bounded(plan_topology, bounds.plan)(test, target, subnet, run_id, grant, settings)
         _bring_up(run, target, settings, bounds, step)
         with step(RunStep.INSTALL):
-            binary = ""
+            installed: InstalledTool | None = None
             if test.stroppy.driver is Driver.STROPPY:
                 install = bounded(install_stroppy_on_runner, bounds.install)
-                binary = install(run, test, bounds.install_dispatch_s, settings)
+                installed = install(run, test, bounds.install_dispatch_s, settings)
         with step(RunStep.RUN_LOAD):
+            binary = installed.binary if installed else ""
             steps = load_steps(
                 test, run.plan.connection, settings.load_margin_s, binary, runner_output_dir(run, settings)
             )
@@ -340,7 +341,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         with step(RunStep.RESULTS):
             result = judge(
                 test, run, outcome, settings.results_dir / run_id / "load", beside, settings.noise_limits,
-                base_manifest(test, settings),
+                base_manifest(test, settings, installed),
             )  # fmt: skip
         result = result.model_copy(
             update={

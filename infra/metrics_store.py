@@ -81,6 +81,15 @@ class VictoriaMetrics:
             raise MetricsStoreError(f"query {expression!r} failed: {body.get('error', body)}")
         return body["data"]["result"]
 
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """The `result` of a Prometheus instant query at the store's present: one entry per series.
+
+        Raises MetricsStoreError when the query fails, or VictoriaMetrics refuses it or cannot be reached."""
+        body = self._call("GET", "/api/v1/query", params={"query": expression}).json()
+        if body.get("status") != "success":
+            raise MetricsStoreError(f"query {expression!r} failed: {body.get('error', body)}")
+        return body["data"]["result"]
+
     def active_targets(self, run_id: str) -> list[dict[str, Any]]:
         """The run's targets as VictoriaMetrics currently scrapes them, with their health.
 

@@ -126,8 +126,15 @@ def _manifest_lines(manifest: Manifest | None, host: HostEvidence | None) -> lis
     lines = [f"- stroppy-flows: `{manifest.project_version}` at `{manifest.project_commit}`"]
     if manifest.load_tool_sha256:
         lines.append(f"- stroppy release sha256: `{manifest.load_tool_sha256}`")
+    if manifest.load_tool_version:
+        lines.append(f"- stroppy binary: `{manifest.load_tool_version}`, sha256 `{manifest.load_tool_binary_sha256}`")
     if host is not None and host.kernel:
         lines.append(f"- host: kernel `{host.kernel}`, CPU `{host.cpu_model or 'unnamed'}`")
+    lines += [f"- {service}: `{version}`" for service, version in sorted(manifest.service_versions.items())]
+    lines += [
+        f"- packages of `{image}`: {listed.count} (`{listed.file}`, sha256 `{listed.sha256[:16]}`)"
+        for image, listed in sorted(manifest.image_packages.items())
+    ]
     if manifest.facts_error:
         return [*lines, f"- database facts: none ({manifest.facts_error})"]
     lines += ["", "Settings that differ from PostgreSQL's defaults, as the server reports them:", ""]

@@ -32,7 +32,15 @@ K6_METRIC_PREFIX = "k6_"
 PGBENCH_LOG_PREFIX = "pgbench_log"
 K6_METRICS_FILE = "k6_metrics.csv"
 
-EXPORTERS = (ServiceKind.NODE_EXPORTER, ServiceKind.POSTGRES_EXPORTER, ServiceKind.PGBOUNCER_EXPORTER)
+METRICS_PORTS = {
+    "node-exporter": ServiceKind.NODE_EXPORTER.value,
+    "postgres-exporter": ServiceKind.POSTGRES_EXPORTER.value,
+    "pgbouncer-exporter": ServiceKind.PGBOUNCER_EXPORTER.value,
+    "patroni": "patroni",
+    "etcd-client": ServiceKind.ETCD.value,
+}
+"""The ports that serve Prometheus metrics at /metrics, and the service their series are labelled with: the
+exporters, Patroni's REST API and etcd's client port (these two say the versions they run, for the manifest)."""
 
 # Latencies are kept per second as counts in logarithmic buckets 2% wide, so a long run's quantiles need memory
 # per distinct bucket, not per transaction; a reported quantile is within 2% of the exact one.
@@ -178,19 +186,20 @@ def k6_csv_series(lines: Iterable[str]) -> list[Series]:
 
 
 def scrape_targets(run_id: str, plan: RunPlan) -> list[ScrapeTarget]:
-    """Every exporter of the plan, labelled with the run, machine, role and service its series come from."""
+    """Every metrics port of the plan, labelled with the run, machine, role and service its series come from."""
     targets = []
     for machine in plan.machines:
         for container in machine.containers:
-            if container.kind not in EXPORTERS:
-                continue
             for port in container.ports:
+                service = METRICS_PORTS.get(port.name)
+                if service is None:
+                    continue
                 labels = {
                     "run_id": run_id,
                     "test": plan.test_name,
                     "machine": machine.name,
                     "role": str(machine.role),
-                    "service": str(container.kind),
+                    "service": service,
                 }
                 targets.append(ScrapeTarget(address=f"{machine.ip}:{port.number}", labels=labels))
     return targets

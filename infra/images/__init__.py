@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from infra.images.packages import record_packages
 from infra.settings import OrchestrationSettings
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.settings import ImageCatalogue, PlannerSettings
@@ -312,7 +313,8 @@ def edge_release(directory: Path, progress: Progress = print) -> EdgeReleaseFile
 
 
 def build_images(client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None) -> ImageSet:
-    """Build whatever of the three images is missing; returns their tags.
+    """Build whatever of the three images is missing, and record the package list of any that has none; returns
+    their tags.
 
     Raises ImageBuildError when a step fails (the base neither pulled nor built, a `docker build` or a `uv` command
     failing); the engine's own errors pass through as `docker.errors.DockerException`, which the CLI reports."""
@@ -334,6 +336,7 @@ def build_images(client: docker.DockerClient, progress: Progress = print, images
             shutil.copy(HERE / "edge" / "Dockerfile", context / "Dockerfile")
             _wheelhouse(context / "wheelhouse", progress)
             _docker_build(client, context, images.edge, images.base, progress)
+    record_packages(client, [images.base, images.db_node, images.edge], progress)
     _remove_stale(client, images, progress)
     return images
 

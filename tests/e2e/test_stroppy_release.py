@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -94,6 +95,15 @@ def test_pinned_stroppy_drives_a_real_load_judged_by_k6_and_bad_releases_fail_cl
     assert run.manifest is not None and run.manifest.postgres_version, run.manifest
     assert run.manifest.postgres_version.startswith("17.") and run.versions["postgresql"].startswith("17.")
     assert run.manifest.postgres_settings and run.manifest.load_tool_sha256
+    assert run.manifest.load_tool_version == "stroppy v5-standin; k6 v1.1.0", run.manifest.load_tool_version
+    assert re.fullmatch(r"[0-9a-f]{64}", run.manifest.load_tool_binary_sha256 or ""), run.manifest
+    reported = {key.split(" on ")[0]: version for key, version in run.manifest.service_versions.items()}
+    assert {"patroni", "etcd", "pgbouncer", "node_exporter", "postgres_exporter"} <= set(reported), reported
+    assert re.fullmatch(r"4\.\d+\.\d+", reported["patroni"]) and reported["etcd"].startswith("3.5."), reported
+    assert run.manifest.image_packages and all(
+        listed.count > 50 and (Path(run.output_dir).parent / listed.file).is_file()
+        for listed in run.manifest.image_packages.values()
+    ), run.manifest.image_packages
     assert {"summary.json", "k6_metrics.csv", "k6-options.json"} <= set(run.load.files)
     output = Path(run.output_dir)
     assert "number of clients: 3" in (output / "standin-pgbench.log").read_text()  # clients became VUS

@@ -140,7 +140,7 @@ def test_malformed_k6_csv_names_the_problem(lines: list[str], message: str) -> N
         k6_csv_series(lines)
 
 
-def test_every_exporter_of_a_plan_is_a_labelled_scrape_target() -> None:
+def test_every_metrics_port_of_a_plan_is_a_labelled_scrape_target() -> None:
     data = fresh_suite()
     cluster_data = data["tests"][1]["database"]["cluster"]
     cluster_data["topology"]["monitor"] = True
@@ -148,15 +148,18 @@ def test_every_exporter_of_a_plan_is_a_labelled_scrape_target() -> None:
     cluster = validate_suite(data).tests[1]
     plan = plan_run(cluster, Target.DOCKER, "10.100.0.0/24", PlannerSettings(), fixed_passwords)
     targets = scrape_targets("run-abc", plan)
-    exporters = [
-        (machine.name, container.kind, container.ports[0].number)
+    metrics_ports = [
+        (machine.name, port.number)
         for machine in plan.machines
         for container in machine.containers
-        if container.kind.endswith("_exporter")
+        for port in container.ports
+        if container.kind.endswith("_exporter") or port.name in {"patroni", "etcd-client"}
     ]
-    assert len(targets) == len(exporters) > 3
+    assert sorted((t.labels["machine"], int(t.address.split(":")[1])) for t in targets) == sorted(metrics_ports)
     services = {target.labels["service"] for target in targets}
-    assert services == {"node_exporter", "postgres_exporter", "pgbouncer_exporter"}
+    assert services == {"node_exporter", "postgres_exporter", "pgbouncer_exporter", "patroni", "etcd"}
+    patroni = [target for target in targets if target.labels["service"] == "patroni"]
+    assert len(patroni) == 3 and all(target.address.endswith(":8008") for target in patroni)
     for target in targets:
         machine = plan.machine(target.labels["machine"])
         assert target.address.startswith(machine.ip + ":")
