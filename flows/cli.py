@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from flows.errors import OperateError
+from flows.input_files import InputFileError, read_bounded
 from infra.images import planner_settings
 from stroppy_domain.errors import REPORT_CHARS, InvalidSuiteError, Issue, PlanningError, StroppyError, printable
 from stroppy_domain.parsing import parse_document
@@ -44,29 +45,14 @@ def _max_input_bytes() -> int:
 
 def _read(path: str, limit: int | None = None) -> str:
     """The UTF-8 text of a suite, settings or config file of at most `limit` bytes (default: the setting
-    STROPPY_MAX_SUITE_BYTES), reading no more than that, so `/dev/zero` or an endless pipe is refused too.
+    STROPPY_MAX_SUITE_BYTES).
 
     Raises CliError when the file cannot be read, is larger than the limit, or is not UTF-8, and pydantic's
     ValidationError when the environment's settings are not valid."""
-    limit = _max_input_bytes() if limit is None else limit
     try:
-        with open(path, "rb") as file:
-            data = file.read(limit + 1)
-    except OSError as error:
-        raise CliError(f"{path}: cannot read: {error}") from None
-    if len(data) > limit:
-        raise CliError(
-            f"{path}: larger than the limit of {limit} bytes; raise the setting STROPPY_MAX_SUITE_BYTES for a larger "
-            "file"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise CliError(
-            f"{path}: not UTF-8 text: byte {data[error.start]:#04x} at byte offset {error.start} (line {line}): "
-            f"{error.reason}"
-        ) from None
+        return read_bounded(path, _max_input_bytes() if limit is None else limit)
+    except InputFileError as error:
+        raise CliError(str(error)) from None
 
 
 def _load_settings(path: str | None) -> PlannerSettings:
@@ -248,6 +234,16 @@ def _run(args: argparse.Namespace) -> int:
     return submit_suite(parse_document(text, args.file), timeout_s=args.timeout, poll_s=args.poll)
 
 
+def _regressions(args: argparse.Namespace) -> int:
+    try:
+        from flows.regressions_command import regressions  # noqa: PLC0415 - SciPy loads only for this command
+    except ModuleNotFoundError as error:
+        raise OperateError(
+            f"it needs the `history` extra ({error.name} is not installed): `uv sync --extra history`"
+        ) from error
+    return regressions(args.input, _max_input_bytes())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="check each part of the installation; exit 1 when any is down").set_defaults(
         handler=_status
     )
+
+    regressions = commands.add_parser(
+        "regressions", help="judge the last run of each history in a JSON file; exit 1 when any is a regression"
+    )
+    regressions.add_argument("--input", required=True, help="a history, or a JSON list of them (docs/results.md)")
+    regressions.set_defaults(handler=_regressions)
 
     stroppy = commands.add_parser("stroppy", help="manage the pinned stroppy releases")
     stroppy_commands = stroppy.add_subparsers(dest="stroppy_command", required=True)

@@ -7,5 +7,5 @@ uv_version=0.13.8
 if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$uv_version" ]; then
   python3 -m pip install --quiet "uv==$uv_version"
 fi
-# The `cloud` extra (python-terraform) is for the master; the edge image installs without it.
-uv sync --frozen --quiet --extra cloud
+# The `cloud` (python-terraform) and `history` (SciPy) extras are for the master; the edge image installs without them.
+uv sync --frozen --quiet --extra cloud --extra history
