@@ -1,7 +1,10 @@
-"""The run's share of its target's host: the capacity step of `stroppy-test-run`, and what its result says of it.
+"""The run's share of its target's host: the capacity step of `stroppy-test-run`, what its result says of it, and
+which other runs loaded the host while it measured.
 
 Where a target's machines share one host (Docker), a run leases host CPUs for its machines before it reserves
 anything else (`infra.cpu_leases`), waiting while other runs hold them; the decision is `stroppy_domain.capacity`'s.
+Around its load, a run records its load window (`infra.load_windows`), so every run can name the others whose load
+overlapped its own on the same host.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from flows.teardown import LEDGER_CPUS
 from infra.connections import redis_client
 from infra.cpu_leases import CapacityError, CpuLeases, wait_for_cpus
 from infra.ledger import RunLedger
+from infra.load_windows import LoadWindows
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.targets import target_module
@@ -59,3 +63,20 @@ def held_to(run: RunSpec, grant: CpuGrant | None, host: SharedHost | None) -> Is
     """What the run's machines were held to on their host, for its result."""
     machines = [(machine.name, machine.hardware) for machine in run.plan.machines]
     return isolation_facts(grant, machines, host.unenforced if host else [])
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
+def open_load_window(run_id: str, host: SharedHost | None, settings: OrchestrationSettings) -> None:
+    """Record that the run's load starts now on `host` (None: its machines are their own hosts); a retry only moves
+    the start. Raises ReservationStoreUnavailable when Redis does not answer."""
+    with redis_client(settings) as client:
+        LoadWindows(client).open(run_id, host.key if host else "")
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
+def runs_beside(run_id: str, settings: OrchestrationSettings) -> list[str]:
+    """End the run's load window and name the other runs whose load overlapped it on the same host.
+
+    Raises ReservationStoreUnavailable when Redis does not answer."""
+    with redis_client(settings) as client:
+        return LoadWindows(client).close(run_id)

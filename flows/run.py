@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 
-from flows.capacity import held_to, take_cpus
+from flows.capacity import held_to, open_load_window, runs_beside, take_cpus
 from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
 from flows.progress import InjectedFailure, RunTimeline
 from flows.reporting import RunResult, base_manifest, judge, report_run
@@ -129,21 +129,6 @@ def reserve_subnet(run_id: str, target: Target, machines: int, settings: Orchest
         )
         reservation = SubnetReservations(client, target, space).reserve(run_id, machines, settings.reservation_ttl_s)
     return reservation.subnet
-
-
-@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
-def runs_beside(run_id: str, settings: OrchestrationSettings) -> list[str]:
-    """The other runs holding a subnet now, in every target's address space: those the load overlapped with.
-
-    Raises ReservationStoreUnavailable when Redis does not answer."""
-    planner = planner_settings(settings)
-    with redis_client(settings) as client:
-        leases = [
-            lease.run_id
-            for target in Target
-            for lease in SubnetReservations(client, target, planner.address_space(target)).list()
-        ]
-    return sorted(set(leases) - {run_id})
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
@@ -330,6 +315,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
                 install = bounded(install_stroppy_on_runner, bounds.install)
                 installed = install(run, test, bounds.install_dispatch_s, settings)
         with step(RunStep.RUN_LOAD):
+            bounded(open_load_window, bounds.reserve)(run_id, host, settings)
             binary = installed.binary if installed else ""
             steps = load_steps(
                 test, run.plan.connection, settings.load_margin_s, binary, runner_output_dir(run, settings)

@@ -14,6 +14,7 @@ from infra.connections import redis_client
 from infra.cpu_leases import CpuLeases
 from infra.edge_queues import delete_queues
 from infra.ledger import RunLedger
+from infra.load_windows import LoadWindows
 from infra.metrics_store import VictoriaMetrics
 from infra.reservations import SubnetReservations
 from infra.settings import OrchestrationSettings
@@ -79,6 +80,7 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
         if LEDGER_CPUS in entries:
             report.released_cpus = CpuLeases(client, entries[LEDGER_CPUS]["host"]).release(run_id)
             ledger.forget(LEDGER_CPUS)
+        LoadWindows(client).close(run_id)  # a load that failed or was killed has ended too
         ledger.close()
     logger.info("run %s torn down: %s", run_id, report.model_dump())
     return report

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from infra.redis_atomic import server_time_ms, watched_transaction
 from infra.reservations import ReservationError, ReservationStoreUnavailable, describe_client
 from stroppy_domain.capacity import CpuGrant, HostCapacity, MachineDemand, Shortfall, allocate
 from stroppy_domain.model import Isolation
@@ -32,11 +33,6 @@ class CapacityError(ReservationError):
 
 class CapacityTimeout(CapacityError):  # noqa: N818 - reads as the condition it reports
     """The run's CPUs did not become free within its bound."""
-
-
-def _now_ms(pipe: Any) -> int:
-    seconds, microseconds = pipe.time()
-    return int(seconds) * 1000 + int(microseconds) // 1000
 
 
 class CpuLeases:
@@ -65,7 +61,7 @@ class CpuLeases:
             raise CapacityError(f"ttl_s must be positive, got {ttl_s}")
 
         def change(pipe: Any) -> CpuGrant | Shortfall:
-            now = _now_ms(pipe)
+            now = server_time_ms(pipe)
             live, expired = self._read(pipe, now)
             held = next((grant for grant in live if grant.run_id == run_id), None)
             expires = now + ttl_s * 1000
@@ -89,7 +85,7 @@ class CpuLeases:
             raise CapacityError(f"ttl_s must be positive, got {ttl_s}")
 
         def change(pipe: Any) -> CpuGrant:
-            now = _now_ms(pipe)
+            now = server_time_ms(pipe)
             live, _ = self._read(pipe, now)
             held = next((grant for grant in live if grant.run_id == run_id), None)
             if held is None:
@@ -112,7 +108,7 @@ class CpuLeases:
         """The live grants, by run id. Raises ReservationStoreUnavailable when Redis does not answer."""
 
         def read(pipe: Any) -> list[CpuGrant]:
-            live, _ = self._read(pipe, _now_ms(pipe))
+            live, _ = self._read(pipe, server_time_ms(pipe))
             pipe.multi()
             return sorted(live, key=lambda grant: grant.run_id)
 
@@ -134,9 +130,7 @@ class CpuLeases:
         return live, expired
 
     def _transaction(self, change: Callable[[Any], T], run_id: str) -> T:
-        # redis-py types the callable as returning None; with value_from_callable it returns the callable's value.
-        run: Callable[..., T] = self._client.transaction  # type: ignore[assignment]
-        return self._call(lambda: run(change, self._key, value_from_callable=True), run_id)
+        return self._call(lambda: watched_transaction(self._client, self._key, change, "CPU lease store"), run_id)
 
     def _call(self, operation: Callable[[], T], run_id: str) -> T:
         import redis  # noqa: PLC0415 - the SDK loads only when leases are used

@@ -9,6 +9,8 @@ during the load is reported, not judged: what marks a run noisy is the host bein
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
 from stroppy_domain.errors import StroppyError
@@ -137,3 +139,28 @@ def judge_noise(evidence: HostEvidence, overlapping_runs: list[str], limits: Noi
         noise.append(f"other runs were going: {', '.join(sorted(overlapping_runs))}")
     return evidence.model_copy(update={"overlapping_runs": sorted(overlapping_runs), "noisy": bool(noise),
                                        "noise": noise})  # fmt: skip
+
+
+class LoadWindow(Model):
+    """When a run's load went on, and on which shared host (empty: its machines are its own hosts)."""
+
+    run_id: str
+    host: str
+    started_ms: int
+    ended_ms: int | None = Field(default=None, description="None while the load goes on.")
+
+
+def overlapping_runs(mine: LoadWindow, others: list[LoadWindow]) -> list[str]:
+    """The other runs on the same shared host whose load went on at some time during `mine` (a load that has not
+    ended counts as going on); none where the machines are their own hosts."""
+    if not mine.host:
+        return []
+    end = mine.ended_ms if mine.ended_ms is not None else math.inf
+    return sorted(
+        other.run_id
+        for other in others
+        if other.run_id != mine.run_id
+        and other.host == mine.host
+        and other.started_ms <= end
+        and (other.ended_ms is None or other.ended_ms >= mine.started_ms)
+    )

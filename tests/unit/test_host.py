@@ -11,9 +11,11 @@ from stroppy_domain.host import (
     CpuTimes,
     HostCountersError,
     HostSample,
+    LoadWindow,
     NoiseLimits,
     host_evidence,
     judge_noise,
+    overlapping_runs,
     parse_loadavg,
     parse_proc_stat,
 )
@@ -94,3 +96,28 @@ def test_the_report_shows_the_host_and_why_it_was_noisy() -> None:
     markdown = run_markdown(facts(host=evidence))
     assert "## Host" in markdown and "**Noisy:** other runs were going: run-x." in markdown
     assert "No host evidence: /proc/stat is unreadable." in run_markdown(facts(host_error="/proc/stat is unreadable"))
+
+
+def window(run_id: str, started: int, ended: int | None, host: str = "docker:e1") -> LoadWindow:
+    return LoadWindow(run_id=run_id, host=host, started_ms=started, ended_ms=ended)
+
+
+@pytest.mark.parametrize(
+    ("mine", "others", "expected"),
+    [
+        pytest.param(window("a", 100, 200), [window("b", 150, 250)], ["b"], id="overlaps-the-end"),
+        pytest.param(window("a", 100, 200), [window("b", 50, 120)], ["b"], id="overlaps-the-start"),
+        pytest.param(window("a", 100, 200), [window("b", 120, 180)], ["b"], id="started-and-ended-inside"),
+        pytest.param(window("a", 100, 200), [window("b", 50, 300)], ["b"], id="spans-it"),
+        pytest.param(window("a", 100, 200), [window("b", 150, None)], ["b"], id="still-going"),
+        pytest.param(window("a", 100, 200), [window("b", 20, 90), window("c", 210, 300)], [], id="before-and-after"),
+        pytest.param(window("a", 100, 200), [window("b", 200, 300)], ["b"], id="touching-counts"),
+        pytest.param(window("a", 100, 200), [window("b", 150, 160, host="docker:e2")], [], id="another-host"),
+        pytest.param(window("a", 100, 200, host=""), [window("b", 150, 160, host="")], [], id="own-hosts"),
+        pytest.param(window("a", 100, None), [window("b", 500, None)], ["b"], id="mine-still-going"),
+        pytest.param(window("a", 100, 200), [window("a", 100, 200), window("c", 1, 2)], [], id="not-itself"),
+        pytest.param(window("a", 100, 200), [window("c", 150, 160), window("b", 190, None)], ["b", "c"], id="sorted"),
+    ],
+)
+def test_the_runs_whose_load_overlapped(mine: LoadWindow, others: list[LoadWindow], expected: list[str]) -> None:
+    assert overlapping_runs(mine, others) == expected
