@@ -17,6 +17,7 @@ from flows.edge import InstalledTool, LoadOutcome
 from flows.teardown import metrics_store
 from infra.connections import results_bucket, saved_block
 from infra.grafana import RUN_OVERVIEW, Grafana
+from infra.history_store import HistoryStore, LocalHistoryStore, S3HistoryStore
 from infra.images import image_ids
 from infra.images.packages import package_lists
 from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
@@ -28,6 +29,7 @@ from infra.targets.base import RunSpec
 from stroppy_domain import stroppy_v5
 from stroppy_domain.capacity import IsolationFacts
 from stroppy_domain.checks import ThresholdCheck, Verdict, evaluate
+from stroppy_domain.history import HistoryRecord, per_second
 from stroppy_domain.host import HostEvidence, NoiseLimits, judge_noise
 from stroppy_domain.load import FACTS_FILE, SUMMARY_FILE
 from stroppy_domain.manifest import (
@@ -71,6 +73,8 @@ class RunResult(BaseModel):
     host: HostEvidence | None = Field(default=None, description="How busy the runner's host was; noisy or not.")
     host_error: str = Field(default="", description="Why there is no host evidence, when there is none.")
     isolation: IsolationFacts | None = Field(default=None, description="The CPUs and memory machines were held to.")
+    fingerprint: str = Field(default="", description="What makes runs comparable (stroppy_domain.history).")
+    history: str | None = Field(default=None, description="Where the run's history record is kept, if it has one.")
 
 
 def base_manifest(
@@ -152,7 +156,8 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
     store = metrics_store(settings)
-    store.import_series(result.run_id, _load_series(output_dir))
+    series = _load_series(output_dir)
+    store.import_series(result.run_id, series)
     ended_at = datetime.now(UTC)
     packages: dict[str, str] = {}
     if result.manifest is not None:
@@ -178,6 +183,8 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
     run_dir = settings.results_dir / result.run_id
     _write_run_files(run_dir, run.plan, result, packages)
     result = result.model_copy(update={"archive": result_storage(settings).store(result.run_id, run_dir)})
+    if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
+        result = result.model_copy(update={"history": history_store(settings).append(_record(result, series))})
     facts = RunFacts(
         **result.model_dump(include=set(RunFacts.model_fields) - {"ended_at", "target"}),
         target=str(result.target), ended_at=ended_at,
@@ -225,6 +232,20 @@ def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult, packages: 
     for load_step in result.load.steps:
         (run_dir / f"{load_step.name}.log").write_text("\n".join(load_step.output_tail) + "\n")
     (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
+
+
+def _record(result: RunResult, series: list[Series]) -> HistoryRecord:
+    return HistoryRecord(
+        run_id=result.run_id, test=result.test_name, fingerprint=result.fingerprint, started_at=result.started_at,
+        target=result.target, verdict=result.verdict, metrics=result.metrics, per_second=per_second(series),
+        versions=result.versions, manifest=result.manifest,
+    )  # fmt: skip
+
+
+def history_store(settings: OrchestrationSettings) -> HistoryStore:
+    """The S3 block's bucket, under `history/`, when it is saved; the local history directory otherwise."""
+    bucket = results_bucket(settings)
+    return S3HistoryStore(bucket) if bucket is not None else LocalHistoryStore(settings.history_dir)
 
 
 def result_storage(settings: OrchestrationSettings) -> ResultStorage:

@@ -51,8 +51,9 @@ from infra.targets.base import RunSpec, machine_queue_name
 from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
 from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
+from stroppy_domain.history import fingerprint
 from stroppy_domain.load import LoadStep, load_steps
-from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Target
+from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Isolation, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.services import generate_password
 from stroppy_domain.timeseries import scrape_targets
@@ -334,6 +335,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
                 "started_at": started_at, "phases": list(timeline.phases), "step_seconds": dict(timeline.timings),
                 "images": sorted({*result.images, *target_module(target).machine_images(settings)}),
                 "isolation": held_to(run, grant, host),
+                "fingerprint": fingerprint(test, target, test.isolation or Isolation.EXCLUSIVE),
             }
         )  # fmt: skip
         try:

@@ -61,7 +61,13 @@ class OrchestrationSettings(BaseSettings):
         default=REPOSITORY / ".state" / "archive", description="Where runs' raw files are kept (no S3 block set)."
     )
     archive_s3_block: str | None = Field(
-        default="stroppy-results", description="prefect-aws `S3Bucket` block; once saved, runs' raw files go there."
+        default="stroppy-results",
+        description="prefect-aws `S3Bucket` block; once saved, runs' raw files go there, and their history records "
+        "under `history/`.",
+    )
+    history_dir: Path = Field(
+        default=REPOSITORY / ".state" / "history",
+        description="Where each finished run's history record is kept (no S3 block set).",
     )
     registry_block: str | None = Field(
         default="stroppy-registry",

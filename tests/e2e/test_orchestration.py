@@ -37,6 +37,7 @@ from infra.ledger import open_ledgers
 from infra.reservations import SubnetReservations
 from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_RUN_ID
+from stroppy_domain.history import HistoryRecord
 from stroppy_domain.model import Target
 from stroppy_domain.settings import PlannerSettings
 from tests.standin.grafana_standin import GrafanaStandIn
@@ -197,6 +198,9 @@ def test_a_suite_of_two_tests_completes_from_ci_with_numbers_dashboards_and_repo
         assert_reported(run, grafana)
         assert run.isolation is not None and run.isolation.isolation == "shared", run.isolation
         assert run.isolation.unenforced == ["disk_gb"] and set(run.isolation.memory_gb.values()) == {1, 4}
+        recorded = HistoryRecord.model_validate_json(Path(run.history or "").read_text())
+        assert (recorded.run_id, recorded.fingerprint, recorded.verdict) == (run.run_id, run.fingerprint, "PASSED")
+        assert recorded.per_second["stroppy_load_throughput"].samples >= 5, recorded.per_second
         assert leftovers(run.run_id) == NOTHING
     assert by_name["patroni"].result.connection.endswith(":6432/stroppy?sslmode=disable")
     assert_dashboards_show(by_name["patroni"].result)
