@@ -235,8 +235,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _regressions(args: argparse.Namespace) -> int:
+    from flows.regressions_command import regressions  # noqa: PLC0415
+
     try:
-        from flows.regressions_command import regressions  # noqa: PLC0415 - SciPy loads only for this command
+        import scipy.special  # noqa: F401, PLC0415 - the one part of the `history` extra the decision needs
     except ModuleNotFoundError as error:
         raise OperateError(
             f"it needs the `history` extra ({error.name} is not installed): `uv sync --extra history`"

@@ -40,8 +40,9 @@ from stroppy_domain.manifest import (
     parse_postgres_facts,
     service_versions,
 )
-from stroppy_domain.model import BenchmarkTest, Driver, Target
+from stroppy_domain.model import BenchmarkTest, Driver, RegressionRule, Target
 from stroppy_domain.plan import RunPlan
+from stroppy_domain.regression import HISTORY_RUNS, RegressionVerdict, history_of, judge_history
 from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
 from stroppy_domain.results import LoadMetrics, SummaryError, measure
 from stroppy_domain.timeseries import K6_METRICS_FILE, PGBENCH_LOG_PREFIX, Series, k6_csv_series, pgbench_log_series
@@ -75,6 +76,9 @@ class RunResult(BaseModel):
     isolation: IsolationFacts | None = Field(default=None, description="The CPUs and memory machines were held to.")
     fingerprint: str = Field(default="", description="What makes runs comparable (stroppy_domain.history).")
     history: str | None = Field(default=None, description="Where the run's history record is kept, if it has one.")
+    regression: RegressionVerdict | None = Field(
+        default=None, description="The run against its fingerprint's history, when the test has a regression rule."
+    )
 
 
 def base_manifest(
@@ -148,12 +152,15 @@ def judge(
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
-def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings) -> RunResult:
-    """Load series into the metrics store, Grafana, raw files, the markdown artifact. Every part is idempotent.
+def report_run(
+    result: RunResult, run: RunSpec, settings: OrchestrationSettings, rule: RegressionRule | None = None
+) -> RunResult:
+    """Load series into the metrics store, Grafana, the history (judged by `rule` against it first, when the test
+    has one: a regression fails the run), raw files, the markdown artifact. Every part is idempotent.
 
     Raises MetricsStoreError when the metrics store refuses the series or cannot be reached, LoadSeriesError when
-    the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, and
-    ResultStorageError when the raw files cannot be stored."""
+    the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, HistoryStoreError
+    when the history cannot be read or written, and ResultStorageError when the raw files cannot be stored."""
     output_dir = Path(result.output_dir)
     store = metrics_store(settings)
     series = _load_series(output_dir)
@@ -180,11 +187,11 @@ def report_run(result: RunResult, run: RunSpec, settings: OrchestrationSettings)
         grafana.annotate(result.run_id, result.test_name, result.phases)
         dashboards = grafana.links(result.run_id, result.started_at, ended_at)
         result = result.model_copy(update={"dashboards": dashboards, "grafana_url": dashboards[RUN_OVERVIEW]})
+    if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
+        result = _into_history(result, series, rule, history_store(settings))
     run_dir = settings.results_dir / result.run_id
     _write_run_files(run_dir, run.plan, result, packages)
     result = result.model_copy(update={"archive": result_storage(settings).store(result.run_id, run_dir)})
-    if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
-        result = result.model_copy(update={"history": history_store(settings).append(_record(result, series))})
     facts = RunFacts(
         **result.model_dump(include=set(RunFacts.model_fields) - {"ended_at", "target"}),
         target=str(result.target), ended_at=ended_at,
@@ -232,6 +239,23 @@ def _write_run_files(run_dir: Path, plan: RunPlan, result: RunResult, packages: 
     for load_step in result.load.steps:
         (run_dir / f"{load_step.name}.log").write_text("\n".join(load_step.output_tail) + "\n")
     (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
+
+
+def _into_history(
+    result: RunResult, series: list[Series], rule: RegressionRule | None, store: HistoryStore
+) -> RunResult:
+    """The run judged against the earlier runs of its fingerprint when the test has a rule (a regression fails it),
+    then its record added to the history."""
+    record = _record(result, series)
+    if rule is not None:
+        earlier = [old for old in store.latest(result.fingerprint, HISTORY_RUNS) if old.run_id != result.run_id]
+        judged = judge_history(history_of([*earlier, record], rule))
+        result = result.model_copy(update={"regression": judged})
+        if judged.verdict == "regression":
+            reason = "; ".join(part for part in (result.reason, judged.reason) if part)
+            result = result.model_copy(update={"verdict": Verdict.FAILED, "reason": reason})
+            record = record.model_copy(update={"verdict": Verdict.FAILED})
+    return result.model_copy(update={"history": store.append(record)})
 
 
 def _record(result: RunResult, series: list[Series]) -> HistoryRecord:

@@ -340,7 +340,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         )  # fmt: skip
         try:
             with step(RunStep.REPORT):
-                result = bounded(report_run, bounds.report)(result, run, settings)
+                result = bounded(report_run, bounds.report)(result, run, settings, test.regression)
         except Exception as error:  # the verdict stands; the run still fails, saying why its report is missing
             result = result.model_copy(update={"report_error": str(error)})
             timeline.progress.finish(f"{result.verdict}, report failed")

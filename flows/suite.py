@@ -25,7 +25,7 @@ from infra.settings import OrchestrationSettings
 from infra.targets import target_module
 from stroppy_domain.bounds import poll_interval_s, run_bounds, suite_wait_s
 from stroppy_domain.model import BenchmarkTest, Suite
-from stroppy_domain.reports import SuiteRow, slug
+from stroppy_domain.reports import SuiteRow, against_history, slug
 
 TEST_RUN_DEPLOYMENT = "stroppy-test-run/run"
 
@@ -63,6 +63,7 @@ def _row(outcome: TestOutcome) -> SuiteRow:
     run = outcome.result
     return SuiteRow(
         test=outcome.test_name, state=outcome.state, verdict=str(run.verdict) if run else "-",
+        history=against_history(run.regression) if run else "",
         run_id=outcome.run_id or "-", message=outcome.message or "", grafana=(run.grafana_url or "") if run else "",
     )  # fmt: skip
 

@@ -3,8 +3,8 @@
 Two runs are comparable when what they measured was set up the same way: the load, the database's topology and
 settings, the machines' hardware, the target and the isolation. The software versions are kept apart (in the record,
 not the fingerprint), so "same setup, new PostgreSQL" is a comparison over one history, which is what a nightly suite
-is for. The test's name, description and thresholds are left out: renaming a test or changing what passes does not
-change what was measured.
+is for. The test's name, description, thresholds and regression rule are left out: renaming a test or changing what
+passes does not change what was measured.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from stroppy_domain.timeseries import Series
 
 FINGERPRINT_CHARS = 16
 """Hex digits of the fingerprint: 64 bits, so ten thousand setups collide with odds below one in ten billion."""
-_NOT_MEASURED = {"name", "description", "thresholds", "target", "isolation"}
+_NOT_MEASURED = {"name", "description", "thresholds", "regression", "target", "isolation"}
 
 
 def fingerprint(test: BenchmarkTest, target: Target, isolation: Isolation) -> str:

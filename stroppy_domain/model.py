@@ -9,9 +9,10 @@ are in `model_database`; all of them are importable from here.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from stroppy_domain.durations import Seconds
 from stroppy_domain.model_base import (
@@ -86,14 +87,13 @@ __all__ = [
     "BLOCK_NAME_PATTERN", "COMMAND_SETTINGS", "CRON_PATTERN", "DEFAULT_RUNNER_HARDWARE", "DEFAULT_TARGET",
     "ENV_NAME_PATTERN", "FILE_SETTINGS", "GUC_PATTERN", "MAX_DEDICATED", "MAX_REPLICAS", "NAME_PATTERN",
     "PATTERN_HINTS", "PGBENCH_WORKLOAD", "RUN_OWNED_ENV", "WORKLOAD_PATTERN", "Addons", "Backup", "BackupAddon",
-    "BackupStorage", "BackupTool", "BenchmarkTest",
-    "ClusterTemplate", "Colocate", "DatabaseRef", "Dedicated", "Driver", "Endpoint", "Etcd", "ExistingDatabase",
-    "Flag", "GucValue", "Hardware", "InputModel", "InstanceTemplate", "Integer", "Isolation", "LoadEnv",
-    "LocalStorage", "Model",
-    "NodeExporter", "PatroniSettings", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
-    "PostgresSettings", "PostgresqlConf", "ReplicaOverride", "S3Storage", "Scope", "Sidecars", "StorageEngine",
-    "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology", "check_backup_path",
-    "check_conf_names", "check_cron", "check_env", "parse_postgres_url", "text_problem",
+    "BackupStorage", "BackupTool", "BenchmarkTest", "ClusterTemplate", "Colocate", "DatabaseRef", "Dedicated",
+    "Driver", "Endpoint", "Etcd", "ExistingDatabase", "Flag", "GucValue", "Hardware", "InputModel",
+    "InstanceTemplate", "Integer", "Isolation", "LoadEnv", "LocalStorage", "Model", "NodeExporter",
+    "PatroniSettings", "Percent", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
+    "PostgresSettings", "PostgresqlConf", "RegressionRule", "ReplicaOverride", "S3Storage", "Scope", "Sidecars",
+    "StorageEngine", "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology",
+    "check_backup_path", "check_conf_names", "check_cron", "check_env", "parse_postgres_url", "text_problem"
 ]  # fmt: skip
 
 
@@ -155,6 +155,45 @@ class StroppyCli(InputModel):
     env: LoadEnv = Field(default_factory=dict, description="Extra environment of the load; not what the run sets.")
 
 
+def _percent(value: object) -> object:
+    """`5%` or `5` (or `2.5`) -> 5.0. Raises ValueError for a boolean or text that is not a number with `%`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a percentage such as 5%, not a boolean")
+    if isinstance(value, str):
+        number = value.strip().removesuffix("%")
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", number):
+            raise ValueError("expected a percentage such as 5%")
+        return float(number)
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
+Percent = Annotated[
+    float,
+    BeforeValidator(_percent),
+    Field(strict=True, gt=0, le=100, allow_inf_nan=False),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$"}]}),
+]
+"""A share in percent, more than 0 and at most 100: `5%` or `5`."""
+
+
+class RegressionRule(InputModel):
+    """Judge each run against the runs before it with the same fingerprint; a significant worsening beyond
+    `max_drop` fails the test (stroppy_domain.regression)."""
+
+    metric: Annotated[str, AfterValidator(check_metric_name)] = Field(
+        description="A metric of the run's results: `tps` (pgbench), `tx_total_duration` (stroppy), ..."
+    )
+    aggregate: str = Field(
+        default="value",
+        pattern=r"^(count|rate|value|avg|min|max|med|p\([0-9]+(\.[0-9]+)?\))$",
+        description="Which of its values: `value` for pgbench's `tps`, `p(95)` or `avg` for a latency.",
+    )
+    max_drop: Percent = Field(description="The largest worsening that is not a regression, e.g. `5%`.")
+    higher_is_better: Flag = Field(default=True, description="`false` for latencies: a rise is the worsening.")
+
+
 DEFAULT_RUNNER_HARDWARE = Hardware(cores=2, memory_gb=4, disk_gb=20)
 
 
@@ -169,6 +208,9 @@ class BenchmarkTest(InputModel):
     thresholds: Thresholds = Field(default_factory=dict, description="Pass/fail rules per metric.")
     runner_hardware: Hardware = Field(default=DEFAULT_RUNNER_HARDWARE, description="The machine that runs the load.")
     database: DatabaseRef = Field(description="What the load runs against.")
+    regression: RegressionRule | None = Field(
+        default=None, description="Fail a run that is significantly worse than this test's history."
+    )
 
 
 class Suite(InputModel):

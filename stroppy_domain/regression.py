@@ -33,13 +33,14 @@ understates the run-to-run noise that decides whether two runs differ.
 from __future__ import annotations
 
 import math
+import statistics
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import AwareDatetime, BeforeValidator, Field, ValidationInfo, field_validator
-from scipy.special import stdtr
 
+from stroppy_domain.history import HistoryRecord
+from stroppy_domain.model import RegressionRule
 from stroppy_domain.model_base import Flag, InputModel, Model, refusal, refuse, text_refusals
 
 MIN_BASELINE_RUNS = 3
@@ -153,11 +154,11 @@ def judge_history(history: History) -> RegressionVerdict:
             p_value=None,
             reason=f"{len(history.runs)} run(s); judging the last one needs at least {MIN_BASELINE_RUNS} before it",
         )
-    values = np.array([run.value for run in runs])
+    values = [run.value for run in runs]
     split, p_value = _most_significant_split(values)
     if p_value > FAMILY_ALPHA:
         return _no_significant_change(history, runs, p_value)
-    baseline_median, changed_mean = float(np.median(values[:split])), float(np.mean(values[split:]))
+    baseline_median, changed_mean = statistics.median(values[:split]), statistics.fmean(values[split:])
     change_percent = _percent(baseline_median, changed_mean)
     baseline = _baseline(runs[:split])
     started = runs[split].run_id
@@ -192,7 +193,7 @@ def _no_significant_change(history: History, runs: list[HistoryRun], p_value: fl
     return RegressionVerdict(
         metric=history.metric,
         verdict="no_change",
-        change_percent=_percent(float(np.median([run.value for run in runs[:-1]])), runs[-1].value),
+        change_percent=_percent(statistics.median([run.value for run in runs[:-1]]), runs[-1].value),
         change_started_at_run=None,
         baseline=_baseline(runs[:-1]),
         p_value=p_value,
@@ -201,17 +202,21 @@ def _no_significant_change(history: History, runs: list[HistoryRun], p_value: fl
     )
 
 
-def _most_significant_split(values: np.ndarray[tuple[int], np.dtype[np.float64]]) -> tuple[int, float]:
+def _most_significant_split(values: list[float]) -> tuple[int, float]:
     """The index where the after-segment (which holds the last value) most likely begins, and the Bonferroni-
     corrected two-sided p-value of Student's t-test between the values before it and from it."""
+    # SciPy (the `history` extra) loads only when a history is judged: a master without it still runs tests.
+    from scipy.special import stdtr  # noqa: PLC0415
+
     count = len(values)
     splits = range(count - _split_count(count), count)
-    floor = _NOISE_FLOOR * float(np.max(np.abs(values)))
+    floor = _NOISE_FLOOR * max(abs(value) for value in values)
     best_split, best_p = splits[0], 1.0
     for split in splits:
         before, after = values[:split], values[split:]
-        difference = float(after.mean() - before.mean())
-        squares = float(((before - before.mean()) ** 2).sum() + ((after - after.mean()) ** 2).sum())
+        before_mean, after_mean = statistics.fmean(before), statistics.fmean(after)
+        difference = after_mean - before_mean
+        squares = sum((v - before_mean) ** 2 for v in before) + sum((v - after_mean) ** 2 for v in after)
         pooled_deviation = math.sqrt(squares / (count - 2))
         if pooled_deviation <= floor:
             p = 1.0 if abs(difference) <= floor else 0.0
@@ -242,7 +247,25 @@ def _baseline(runs: list[HistoryRun]) -> Baseline:
         return Baseline(runs=0, median=None, first_run=None, last_run=None)
     return Baseline(
         runs=len(runs),
-        median=float(np.median([run.value for run in runs])),
+        median=statistics.median([run.value for run in runs]),
         first_run=runs[0].run_id,
         last_run=runs[-1].run_id,
     )
+
+
+HISTORY_RUNS = MAX_BASELINE_RUNS + RECENT_RUNS
+"""The most runs `judge_history` looks at: the ones to read from a store."""
+
+
+def history_of(records: list[HistoryRecord], rule: RegressionRule) -> History:
+    """The history of `rule`'s metric over `records` (oldest first, the judged run last); a record without a finite
+    value of it is left out."""
+    runs = [
+        HistoryRun(run_id=record.run_id, started_at=record.started_at, value=value)
+        for record in records
+        if (value := record.metrics.get(rule.metric, {}).get(rule.aggregate)) is not None and math.isfinite(value)
+    ]
+    return History(
+        metric=f"{rule.metric} {rule.aggregate}", higher_is_better=rule.higher_is_better,
+        tolerance_percent=rule.max_drop, runs=runs,
+    )  # fmt: skip

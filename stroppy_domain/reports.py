@@ -14,6 +14,7 @@ from stroppy_domain.checks import ThresholdCheck, Verdict
 from stroppy_domain.host import HostEvidence
 from stroppy_domain.manifest import Manifest
 from stroppy_domain.model import BenchmarkTest, Model
+from stroppy_domain.regression import RegressionVerdict
 
 
 class Dashboard(Model):
@@ -49,15 +50,26 @@ class RunFacts(Model):
     host_error: str = ""
     manifest: Manifest | None = None
     isolation: IsolationFacts | None = None
+    regression: RegressionVerdict | None = None
 
 
 class SuiteRow(Model):
     test: str
     state: str
     verdict: str
+    history: str = Field(default="", description="The run against its history, e.g. `regression -7.2%`.")
     run_id: str
     message: str
     grafana: str
+
+
+def against_history(verdict: RegressionVerdict | None) -> str:
+    """A suite table's cell for a run judged against its history: the verdict and the change; empty when not."""
+    if verdict is None:
+        return ""
+    if verdict.change_percent is None:
+        return verdict.verdict
+    return f"{verdict.verdict} {verdict.change_percent:+.1f}%"
 
 
 def slug(text: str) -> str:
@@ -170,6 +182,8 @@ def run_markdown(facts: RunFacts) -> str:
         lines += _table(["metric", "values"], rows)
     else:
         lines.append("Nothing was measured.")
+    if facts.regression is not None:
+        lines += ["", "## Against its history", "", facts.regression.reason]
     lines += ["", "## Dashboards", ""]
     if facts.dashboards:
         lines += [f"- [{title}]({url})" for title, url in facts.dashboards.items()]

@@ -33,13 +33,15 @@ from infra.connections import redis_connection
 from infra.cpu_leases import KEY_PREFIX as CPU_KEY_PREFIX
 from infra.edge_queues import EDGE_POOL
 from infra.grafana import dashboards, panel_queries
+from infra.history_store import LocalHistoryStore
 from infra.ledger import open_ledgers
 from infra.reservations import SubnetReservations
 from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_RUN_ID
-from stroppy_domain.history import HistoryRecord
-from stroppy_domain.model import Target
+from stroppy_domain.history import HistoryRecord, fingerprint
+from stroppy_domain.model import Isolation, Target
 from stroppy_domain.settings import PlannerSettings
+from stroppy_domain.validation import validate_suite
 from tests.standin.grafana_standin import GrafanaStandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
@@ -227,6 +229,35 @@ def test_a_failing_threshold_makes_the_ci_command_fail_and_keeps_the_result(graf
     assert "| tps | `value>1000000` |" in latest_artifact("run-slow")["data"]
     (row,) = json.loads(latest_artifact("suite-e2e-ci-failing")["data"])
     assert (row["test"], row["state"], row["verdict"]) == ("slow", "FAILED", "FAILED")
+    assert leftovers(outcome.run_id) == NOTHING
+
+
+def test_a_run_far_below_its_history_fails_as_a_regression_with_the_change_and_its_baseline() -> None:
+    slow = pgbench_test("history", INSTANCE, duration=3) | {"regression": {"metric": "tps", "max_drop": "5%"}}
+    test = validate_suite({"name": "e2e", "tests": [slow]}).tests[0]
+    print_ = fingerprint(test, Target.DOCKER, Isolation.SHARED)
+    store = LocalHistoryStore(OrchestrationSettings().history_dir)
+    seeded = datetime.now(UTC) - timedelta(days=10)
+    for night, tps in enumerate([100000, 101000, 99000, 100500, 99500, 100200, 99800]):
+        store.append(
+            HistoryRecord(
+                run_id=f"run-seed-{print_[:8]}-{night}", test="history", fingerprint=print_, target=Target.DOCKER,
+                started_at=seeded + timedelta(days=night), verdict="PASSED", metrics={"tps": {"value": tps}},
+            )
+        )  # fmt: skip
+    flow_run, result = run_suite([slow])
+    (outcome,) = result.outcomes
+    assert flow_run.state.is_failed() and outcome.state == "FAILED" and outcome.result is not None, outcome
+    run = outcome.result
+    assert run.fingerprint == print_ and run.regression is not None, run
+    assert run.regression.verdict == "regression" and run.regression.change_started_at_run == run.run_id
+    assert run.regression.baseline.runs == 7 and run.regression.baseline.median == 100000
+    assert run.verdict == "FAILED" and "tps value regression: -9" in run.reason, run.reason
+    assert "## Against its history" in latest_artifact("run-history")["data"]
+    (row,) = json.loads(latest_artifact("suite-e2e")["data"])
+    assert row["history"].startswith("regression -9"), row
+    recorded = HistoryRecord.model_validate_json(Path(run.history or "").read_text())
+    assert recorded.verdict == "FAILED" and store.latest(print_, 1) == [recorded]
     assert leftovers(outcome.run_id) == NOTHING
 
 

@@ -3,6 +3,7 @@ worked out by hand: baseline medians and changed means are chosen to be exact in
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 from pydantic import ValidationError
 from scipy.stats import ttest_ind
 
-from stroppy_domain.regression import Baseline, History, judge_history
+from stroppy_domain.checks import Verdict
+from stroppy_domain.errors import InvalidSuiteError
+from stroppy_domain.history import HistoryRecord
+from stroppy_domain.model import RegressionRule, Target
+from stroppy_domain.regression import Baseline, History, RegressionVerdict, history_of, judge_history
+from stroppy_domain.reports import against_history, run_markdown
+from stroppy_domain.validation import validate_suite
+from tests.unit.test_reports import facts
 
 START = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
 STEADY = [1000, 1010, 990, 1005, 995, 1000, 1002, 998]
@@ -293,3 +301,67 @@ def test_bad_input_is_refused_at_its_path(data: dict[str, Any], location: tuple[
     with pytest.raises(ValidationError) as refused:
         History.model_validate(data)
     assert [(error["loc"], error["msg"]) for error in refused.value.errors()] == [(location, message)]
+
+
+def _record(run_id: str, day: int, metrics: dict[str, dict[str, float]]) -> HistoryRecord:
+    return HistoryRecord(
+        run_id=run_id, test="t", fingerprint="0123456789abcdef", target=Target.DOCKER, verdict=Verdict.PASSED,
+        started_at=datetime(2026, 5, 1, tzinfo=UTC) + timedelta(days=day), metrics=metrics,
+    )  # fmt: skip
+
+
+def test_a_rule_reads_its_metric_from_the_records_and_skips_those_without_it() -> None:
+    records = [
+        _record("run-1", 0, {"tps": {"value": 100.0}}),
+        _record("run-2", 1, {"latency": {"avg": 3.0}}),  # the driver changed: no tps
+        _record("run-3", 2, {"tps": {"value": float("nan")}}),
+        _record("run-4", 3, {"tps": {"value": 90.0, "count": 5.0}}),
+    ]
+    rule = RegressionRule(metric="tps", max_drop=5)
+    history = history_of(records, rule)
+    assert (history.metric, history.higher_is_better, history.tolerance_percent) == ("tps value", True, 5.0)
+    assert [(run.run_id, run.value) for run in history.runs] == [("run-1", 100.0), ("run-4", 90.0)]
+    slower = {"metric": "latency", "aggregate": "avg", "max_drop": "10%", "higher_is_better": False}
+    latency = history_of(records, RegressionRule.model_validate(slower))
+    assert [run.value for run in latency.runs] == [3.0] and latency.higher_is_better is False
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"metric": "tps", "max_drop": "5%"}, None),
+        ({"metric": "tps", "max_drop": 2.5, "aggregate": "p(95)", "higher_is_better": False}, None),
+        ({"metric": "tps", "max_drop": "five"}, "expected a percentage such as 5%"),
+        ({"metric": "tps", "max_drop": 0}, "greater than 0"),
+        ({"metric": "tps", "max_drop": True}, "not a boolean"),
+        ({"metric": "tps", "max_drop": "5%", "aggregate": "p95"}, "aggregate"),
+        ({"metric": "a.b", "max_drop": "5%"}, "metric"),
+        ({"max_drop": "5%"}, "metric"),
+    ],
+)
+def test_a_regression_rule_is_validated_with_its_path(rule: dict[str, object], problem: str | None) -> None:
+    test = {"name": "t", "stroppy": {"driver": "pgbench", "workload": "tpcb"}, "regression": rule,
+            "database": {"instance": {"hardware": {"cores": 1, "memory_gb": 1, "disk_gb": 10}}}}  # fmt: skip
+    if problem is None:
+        assert validate_suite({"name": "s", "tests": [test]}).tests[0].regression == RegressionRule.model_validate(rule)
+        return
+    with pytest.raises(InvalidSuiteError, match=rf"tests\[0\]\.regression\..*{re.escape(problem)}"):
+        validate_suite({"name": "s", "tests": [test]})
+
+
+@pytest.mark.parametrize(
+    ("verdict", "change", "cell"),
+    [
+        ("regression", -7.24, "regression -7.2%"),
+        ("improvement", 3.0, "improvement +3.0%"),
+        ("no_change", None, "no_change"),
+    ],
+)
+def test_the_suite_table_says_how_a_run_compares_with_history(verdict: str, change: float | None, cell: str) -> None:
+    judged = RegressionVerdict(
+        metric="tps value", verdict=verdict, change_percent=change, change_started_at_run=None, p_value=None,
+        baseline=Baseline(runs=0, median=None, first_run=None, last_run=None), reason="why",
+    )  # fmt: skip
+    assert against_history(judged) == cell
+    assert against_history(None) == ""
+    assert "## Against its history\n\nwhy" in run_markdown(facts(regression=judged))
