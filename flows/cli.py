@@ -246,6 +246,21 @@ def _regressions(args: argparse.Namespace) -> int:
     return regressions(args.input, _max_input_bytes())
 
 
+def _history(args: argparse.Namespace) -> int:
+    from flows.history_command import history  # noqa: PLC0415 - the store and Prefect load only for this command
+    from stroppy_domain.model import RegressionRule  # noqa: PLC0415
+
+    try:
+        rule = RegressionRule.model_validate(
+            {"metric": args.metric, "aggregate": args.aggregate, "max_drop": args.max_drop,
+             "higher_is_better": not args.lower_is_better}
+        )  # fmt: skip
+    except ValidationError as error:
+        raise InvalidSuiteError(structural_issues(error, RegressionRule), "history options") from None
+    print(history(args.test, rule, args.format == "json"))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stroppy-flows", description="Benchmark PostgreSQL topologies with stroppy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -299,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regressions.add_argument("--input", required=True, help="a history, or a JSON list of them (docs/results.md)")
     regressions.set_defaults(handler=_regressions)
+
+    runs = commands.add_parser("history", help="list a test's runs per fingerprint and where changes began")
+    runs.add_argument("test", help="the test's name")
+    runs.add_argument("--metric", default="tps", help="the metric to follow (default tps)")
+    runs.add_argument("--aggregate", default="value", help="which of its values (default value; p(95), avg, ...)")
+    runs.add_argument("--max-drop", default="5%", help="the smallest change that counts (default 5%%)")
+    runs.add_argument("--lower-is-better", action="store_true", help="for latencies: a rise is the worsening")
+    runs.add_argument("--format", choices=["table", "json"], default="table")
+    runs.set_defaults(handler=_history)
 
     stroppy = commands.add_parser("stroppy", help="manage the pinned stroppy releases")
     stroppy_commands = stroppy.add_subparsers(dest="stroppy_command", required=True)

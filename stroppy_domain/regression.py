@@ -269,3 +269,14 @@ def history_of(records: list[HistoryRecord], rule: RegressionRule) -> History:
         metric=f"{rule.metric} {rule.aggregate}", higher_is_better=rule.higher_is_better,
         tolerance_percent=rule.max_drop, runs=runs,
     )  # fmt: skip
+
+
+def change_points(history: History) -> dict[str, RegressionVerdict]:
+    """Where changes began in `history`, by run id, each with the verdict that found it: every prefix is judged in
+    turn, as each night judged its last run, and a change is kept at the run where it began, when first found."""
+    found: dict[str, RegressionVerdict] = {}
+    for end in range(MIN_BASELINE_RUNS + 1, len(history.runs) + 1):
+        judged = judge_history(history.model_copy(update={"runs": history.runs[:end]}))
+        if judged.verdict in ("regression", "improvement") and judged.change_started_at_run is not None:
+            found.setdefault(judged.change_started_at_run, judged)
+    return found

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,7 +237,9 @@ def test_a_run_far_below_its_history_fails_as_a_regression_with_the_change_and_i
     slow = pgbench_test("history", INSTANCE, duration=3) | {"regression": {"metric": "tps", "max_drop": "5%"}}
     test = validate_suite({"name": "e2e", "tests": [slow]}).tests[0]
     print_ = fingerprint(test, Target.DOCKER, Isolation.SHARED)
-    store = LocalHistoryStore(OrchestrationSettings().history_dir)
+    root = OrchestrationSettings().history_dir
+    shutil.rmtree(root / "runs" / print_, ignore_errors=True)  # earlier runs of this test on this checkout
+    store = LocalHistoryStore(root)
     seeded = datetime.now(UTC) - timedelta(days=10)
     for night, tps in enumerate([100000, 101000, 99000, 100500, 99500, 100200, 99800]):
         store.append(
@@ -256,6 +259,13 @@ def test_a_run_far_below_its_history_fails_as_a_regression_with_the_change_and_i
     assert "## Against its history" in latest_artifact("run-history")["data"]
     (row,) = json.loads(latest_artifact("suite-e2e")["data"])
     assert row["history"].startswith("regression -9"), row
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "stroppy-flows"), "history", "history", "--format", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    (own,) = [item for item in json.loads(listed.stdout)["fingerprints"] if item["fingerprint"] == print_]
+    assert own["runs"][-1]["run_id"] == run.run_id and own["runs"][-1]["change"].startswith("regression -9"), own
     recorded = HistoryRecord.model_validate_json(Path(run.history or "").read_text())
     assert recorded.verdict == "FAILED" and store.latest(print_, 1) == [recorded]
     assert leftovers(outcome.run_id) == NOTHING
