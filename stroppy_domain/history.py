@@ -28,8 +28,10 @@ _NOT_MEASURED = {"name", "description", "thresholds", "regression", "target", "i
 
 def fingerprint(test: BenchmarkTest, target: Target, isolation: Isolation) -> str:
     """What makes runs of `test` comparable, as a short stable hash: its load, database and runner hardware, on
-    `target` in `isolation` (the suite's values when the test names none)."""
-    measured = test.model_dump(mode="json", by_alias=True, exclude=_NOT_MEASURED)
+    `target` in `isolation` (the suite's values when the test names none). A value written equal to its default is
+    the same setup as one left out."""
+    # Fields at their defaults are left out, so a field added later (at its default) keeps every fingerprint.
+    measured = test.model_dump(mode="json", by_alias=True, exclude=_NOT_MEASURED, exclude_defaults=True)
     canonical = json.dumps(
         {"test": measured, "target": str(target), "isolation": str(isolation)}, sort_keys=True, separators=(",", ":")
     )

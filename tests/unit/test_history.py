@@ -38,6 +38,9 @@ def changed(path: list[str], value: object) -> BenchmarkTest:
         (["description"], "another text"),
         (["thresholds"], {"tps": ["value>999"]}),
         (["isolation"], "shared"),  # the run's isolation is passed apart, as the suite resolves it
+        (["regression"], {"metric": "tps", "max_drop": "5%"}),
+        (["stroppy", "env"], {}),  # written as its default: the same setup
+        (["runner_hardware"], {"cores": 2, "memory_gb": 4, "disk_gb": 20}),  # the default runner, written out
     ],
 )
 def test_what_was_not_measured_leaves_the_fingerprint_alone(path: list[str], value: object) -> None:
