@@ -117,26 +117,28 @@ def _quantile(buckets: Counter[int], quantile: float) -> float:
     raise AssertionError("unreachable: the last bucket holds the total")
 
 
-def pgbench_log_series(lines: Iterable[str]) -> list[Series]:
-    """pgbench `--log` lines: `client transaction latency_us script epoch_s epoch_us [lag] [retries]`.
+def pgbench_log_series(*logs: Iterable[str]) -> list[Series]:
+    """pgbench `--log` lines: `client transaction latency_us script epoch_s epoch_us [lag] [retries]`. pgbench writes
+    one log per thread (`--jobs`); given all of them, they add up to one set of series, the whole load's.
 
     The latency field is a number for a completed transaction, `skipped` for one skipped by `--latency-limit`
     (not counted), and `failed`, `serialization` or `deadlock` for a failed one.
 
-    Raises LoadSeriesError for a line of another shape.
+    Raises LoadSeriesError for a line of another shape, naming the log (counted from 1) and the line.
     """
     per_second = _PerSecond()
-    for number, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 6 or not fields[4].isdigit():
-            raise LoadSeriesError(f"pgbench log line {number} is not `client tx latency script epoch usec`: {line!r}")
-        latency = fields[2]
-        if latency == "skipped":
-            continue
-        second = int(fields[4])
-        per_second.add(second, int(latency) / 1e6 if latency.isdigit() else None)
+    for log_number, lines in enumerate(logs, start=1):
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 6 or not fields[4].isdigit():
+                where = f"log {log_number} line {number}" if len(logs) > 1 else f"log line {number}"
+                raise LoadSeriesError(f"pgbench {where} is not `client tx latency script epoch usec`: {line!r}")
+            latency = fields[2]
+            if latency == "skipped":
+                continue
+            per_second.add(int(fields[4]), int(latency) / 1e6 if latency.isdigit() else None)
     return per_second.series()
 
 

@@ -57,6 +57,17 @@ def test_pgbench_log_counts(lines: list[str], expected: dict[str, dict[int, floa
         assert keyed == {}
 
 
+def test_the_logs_of_every_pgbench_thread_add_up_to_one_load() -> None:
+    first = ["0 1 2000 0 1700000000 1", "0 2 4000 0 1700000001 1"]
+    second = ["1 1 8000 0 1700000000 5", "1 2 failed 0 1700000000 9"]
+    keyed = by_key(pgbench_log_series(first, second))
+    assert keyed[LOAD_THROUGHPUT] == {1700000000: 2, 1700000001: 1}
+    assert keyed[LOAD_ERRORS] == {1700000000: 1, 1700000001: 0}
+    assert keyed[f"{LOAD_LATENCY}{{quantile=0.99}}"][1700000000] == pytest.approx(0.008, rel=0.02)
+    with pytest.raises(LoadSeriesError, match="pgbench log 2 line 1 is not"):
+        pgbench_log_series(first, ["0 1 2000 0"])
+
+
 def test_latency_quantiles_are_within_two_percent() -> None:
     lines = [f"0 {n} {n * 1000} 0 1700000000 {n}" for n in range(1, 101)]  # 1 ms .. 100 ms
     keyed = by_key(pgbench_log_series(lines))
