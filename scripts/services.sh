@@ -36,8 +36,10 @@ start_redis() {
     return 0
   fi
   mkdir -p "$state"
-  redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes --pidfile "$redis_pidfile" \
-    --dir "$state" --save '' --appendonly no --logfile "$state/redis.log"
+  # Durable (infra/redis/redis.conf): its append-only file in $state/redis keeps leases and ledgers across restarts.
+  mkdir -p "$state/redis"
+  redis-server "$root/infra/redis/redis.conf" --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
+    --pidfile "$redis_pidfile" --dir "$state/redis" --logfile "$state/redis.log"
   wait_until_answers redis "127.0.0.1:$redis_port" "$state/redis.log" redis_answers
 }
 

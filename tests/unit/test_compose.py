@@ -42,3 +42,18 @@ def test_victoria_metrics_and_the_master_share_the_scrape_targets() -> None:
     assert f"scrape-targets:{targets}:ro" in services["victoria-metrics"]["volumes"]
     scrape = yaml.safe_load((REPO / "infra" / "metrics" / "scrape.yml").read_text())
     assert scrape["scrape_configs"][0]["file_sd_configs"][0]["files"] == [f"{targets}/*.json"]
+
+
+def test_state_that_must_outlive_a_restart_is_kept_outside_the_containers() -> None:
+    services = COMPOSE["services"]
+    redis = services["redis"]
+    mounts = {target: source for source, target, *_ in (v.split(":") for v in redis["volumes"])}
+    config = mounts[redis["command"][1]]
+    assert REPO / config.removeprefix("./") == REPO / "infra" / "redis" / "redis.conf"
+    assert "appendonly yes" in (REPO / "infra" / "redis" / "redis.conf").read_text().splitlines()
+    data = redis["command"][redis["command"].index("--dir") + 1]
+    assert mounts[data] in COMPOSE["volumes"], "Redis's append-only file is on a volume"
+    master = services["master"]
+    assert "${STROPPY_HOME}:${STROPPY_HOME}" in master["volumes"], "the master's state is on the host"
+    for setting in ("STROPPY_RESULTS_DIR", "STROPPY_ARCHIVE_DIR", "STROPPY_HISTORY_DIR", "STROPPY_TERRAFORM_STATE_DIR"):
+        assert re.match(r"\$\{STROPPY_HOME(:\?[^}]*)?\}/", master["environment"][setting]), setting
