@@ -211,9 +211,14 @@ def _key_number(outcome: Any) -> str:
 
 
 def render_results(result: Any) -> str:
+    """The suite's runs as a table, then its comparisons and where its HTML report is (or why there is none)."""
     rows: list[tuple[str, ...]] = [("TEST", "STATE", "VERDICT", "KEY NUMBER", "GRAFANA / REASON")]
     for outcome in result.outcomes:
         run = outcome.result
         link = (run.grafana_url if run else None) or (outcome.message or "")
-        rows.append((outcome.test_name, outcome.state, str(run.verdict) if run else "-", _key_number(outcome), link))
-    return "\n".join(aligned(rows))
+        name = f"{outcome.test_name} {outcome.repetition_label}".rstrip()
+        rows.append((name, outcome.state, str(run.verdict) if run else "-", _key_number(outcome), link))
+    lines = aligned(rows)
+    lines += [f"{v.candidate} against {v.baseline}: {v.summary}" for v in result.comparisons]
+    lines.append(f"report: {result.report}" if result.report else result.report_error or "report: none")
+    return "\n".join(lines)

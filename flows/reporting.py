@@ -3,7 +3,9 @@ store, Grafana annotations and links, the raw files archived, the markdown artif
 
 from __future__ import annotations
 
+import math
 import re
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from blocks.grafana import GrafanaConnection
 from flows.edge import InstalledTool, LoadOutcome
 from flows.teardown import metrics_store
 from infra.connections import results_bucket, saved_block
-from infra.grafana import RUN_OVERVIEW, Grafana
+from infra.grafana import RUN_OVERVIEW, TEST_TREND, Grafana
 from infra.history_store import HistoryStore, LocalHistoryStore, S3HistoryStore
 from infra.images import image_ids
 from infra.images.packages import package_lists
@@ -45,6 +47,7 @@ from stroppy_domain.plan import RunPlan
 from stroppy_domain.regression import HISTORY_RUNS, RegressionVerdict, history_of, judge_history
 from stroppy_domain.reports import Phase, RunFacts, run_markdown, run_versions, slug
 from stroppy_domain.results import LoadMetrics, SummaryError, measure
+from stroppy_domain.suite_report import Chart, load_charts
 from stroppy_domain.timeseries import K6_METRICS_FILE, PGBENCH_LOG_PREFIX, Series, k6_csv_series, pgbench_log_series
 
 
@@ -79,6 +82,7 @@ class RunResult(BaseModel):
     regression: RegressionVerdict | None = Field(
         default=None, description="The run against its fingerprint's history, when the test has a regression rule."
     )
+    charts: list[Chart] = Field(default_factory=list, description="The load's per-second series, for the report.")
 
 
 def base_manifest(
@@ -165,6 +169,7 @@ def report_run(
     store = metrics_store(settings)
     series = _load_series(output_dir)
     store.import_series(result.run_id, series)
+    result = result.model_copy(update={"charts": load_charts(series)})
     ended_at = datetime.now(UTC)
     packages: dict[str, str] = {}
     if result.manifest is not None:
@@ -180,15 +185,26 @@ def report_run(
             }
         )
         result = result.model_copy(update={"manifest": manifest})
+    if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
+        result = _into_history(result, series, rule, history_store(settings))
+        for metric, aggregates in result.metrics.items():
+            for aggregate, value in aggregates.items():
+                if math.isfinite(value):
+                    store.record_history_point(
+                        result.test_name, result.fingerprint, metric, aggregate, value, result.started_at
+                    )
     connection = saved_block(GrafanaConnection, settings.grafana_block)
     if connection is not None:
         grafana = Grafana(connection.get_client(), connection.folder, connection.datasource_url)
         grafana.provision()
         grafana.annotate(result.run_id, result.test_name, result.phases)
         dashboards = grafana.links(result.run_id, result.started_at, ended_at)
+        if result.history is not None:
+            dashboards[TEST_TREND] = grafana.trend_url(result.fingerprint)
+        judged = result.regression
+        if judged is not None and judged.verdict in ("regression", "improvement"):
+            grafana.annotate_change(result.test_name, result.fingerprint, result.started_at, judged.reason)
         result = result.model_copy(update={"dashboards": dashboards, "grafana_url": dashboards[RUN_OVERVIEW]})
-    if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
-        result = _into_history(result, series, rule, history_store(settings))
     run_dir = settings.results_dir / result.run_id
     _write_run_files(run_dir, run.plan, result, packages)
     result = result.model_copy(update={"archive": result_storage(settings).store(result.run_id, run_dir)})
@@ -207,9 +223,10 @@ def report_run(
 def _load_series(output_dir: Path) -> list[Series]:
     """The load's per-second series from whichever files its driver wrote (pgbench logs or k6 CSV output)."""
     series: list[Series] = []
-    for path in sorted(output_dir.glob(f"{PGBENCH_LOG_PREFIX}.*")):
-        with path.open() as lines:
-            series += pgbench_log_series(lines)
+    logs = sorted(output_dir.glob(f"{PGBENCH_LOG_PREFIX}.*"))
+    if logs:
+        with ExitStack() as files:  # one log per pgbench thread: together they are the load
+            series += pgbench_log_series(*(files.enter_context(path.open()) for path in logs))
     k6_file = output_dir / K6_METRICS_FILE
     if k6_file.is_file():
         with k6_file.open(newline="") as lines:

@@ -9,44 +9,30 @@ from __future__ import annotations
 import asyncio
 import json
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_table_artifact
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect.exceptions import MissingResult
 from prefect.states import Completed, Failed, State
-from pydantic import BaseModel
 
 from flows.reporting import RunResult
 from flows.run import run_id_for
+from flows.suite_report import write_suite_report
+from flows.suite_result import SuiteResult, TestOutcome
 from flows.teardown import tear_down
 from infra.edge_queues import cancel_flow_run
 from infra.settings import OrchestrationSettings
 from infra.targets import target_module
 from stroppy_domain.bounds import poll_interval_s, run_bounds, suite_wait_s
+from stroppy_domain.comparison import run_order, sum_up
+from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import BenchmarkTest, Suite
-from stroppy_domain.reports import SuiteRow, against_history, slug
+from stroppy_domain.reports import SuiteRow, against_history, comparisons_markdown, slug
+
+__all__ = ["SuiteResult", "TestOutcome", "run_suite", "run_wait_s"]
 
 TEST_RUN_DEPLOYMENT = "stroppy-test-run/run"
-
-
-class TestOutcome(BaseModel):
-    __test__ = False  # a result model, not a pytest class
-
-    test_name: str
-    run_id: str | None
-    state: str
-    message: str | None = None
-    result: RunResult | None = None
-
-
-class SuiteResult(BaseModel):
-    suite: str
-    outcomes: list[TestOutcome]
-
-    @property
-    def failed(self) -> list[TestOutcome]:
-        return [outcome for outcome in self.outcomes if outcome.state != "COMPLETED"]
 
 
 async def _failed_run_data(state: State | None) -> object:
@@ -62,7 +48,8 @@ async def _failed_run_data(state: State | None) -> object:
 def _row(outcome: TestOutcome) -> SuiteRow:
     run = outcome.result
     return SuiteRow(
-        test=outcome.test_name, state=outcome.state, verdict=str(run.verdict) if run else "-",
+        test=outcome.test_name, repetition=outcome.repetition_label,
+        state=outcome.state, verdict=str(run.verdict) if run else "-",
         history=against_history(run.regression) if run else "",
         run_id=outcome.run_id or "-", message=outcome.message or "", grafana=(run.grafana_url or "") if run else "",
     )  # fmt: skip
@@ -90,8 +77,9 @@ async def run_suite(suite: Suite) -> State:
     settings = OrchestrationSettings()
     limit = asyncio.Semaphore(settings.max_parallel_tests)
 
-    async def one(test_index: int) -> TestOutcome:
+    async def one(test_index: int, repetition: int) -> TestOutcome:
         test = suite.tests[test_index]
+        named = {"test_name": test.name, "repetition": repetition, "repeat": test.repeat}
         try:
             bound = run_wait_s(test, suite, settings)
             async with limit:
@@ -108,7 +96,7 @@ async def run_suite(suite: Suite) -> State:
                     job_variables=_job_variables(settings),
                 )
         except Exception as error:  # the run could not even be created: report it as this test's failure
-            return TestOutcome(test_name=test.name, run_id=None, state="FAILED", message=f"not started: {error}")
+            return TestOutcome(**named, run_id=None, state="FAILED", message=f"not started: {error}")
         run_id = run_id_for(child.id)
         state = child.state
         if state is None or not state.is_completed():
@@ -125,23 +113,57 @@ async def run_suite(suite: Suite) -> State:
                 message = f"{message}; teardown after it failed too: {error}"
             data = await _failed_run_data(state)
             return TestOutcome(
-                test_name=test.name, run_id=run_id, state=state.type.value if state else "UNKNOWN",
+                **named, run_id=run_id, state=state.type.value if state else "UNKNOWN",
                 message=message, result=data if isinstance(data, RunResult) else None,
             )  # fmt: skip
-        return TestOutcome(
-            test_name=test.name, run_id=run_id, state="COMPLETED", result=await state.aresult(raise_on_failure=False)
-        )
+        result = await state.aresult(raise_on_failure=False)
+        return TestOutcome(**named, run_id=run_id, state="COMPLETED", result=result)
 
-    outcomes = await asyncio.gather(*(one(index) for index in range(len(suite.tests))))
+    # Tasks wait on the semaphore in the order they start: the runs' order (compared tests interleaved).
+    outcomes = await asyncio.gather(*(one(index, repetition) for index, repetition in run_order(suite)))
     result = SuiteResult(suite=suite.name, outcomes=list(outcomes))
     for outcome in result.outcomes:
-        log.info("%s: %s %s", outcome.test_name, outcome.state, outcome.message or "")
+        log.info("%s #%d: %s %s", outcome.test_name, outcome.repetition, outcome.state, outcome.message or "")
+    await _sum_up(suite, result)
     await acreate_table_artifact(
         key=f"suite-{slug(suite.name)}",
         table=[_row(outcome).model_dump() for outcome in result.outcomes],
         description=f"{suite.name}: {len(result.outcomes) - len(result.failed)} of {len(result.outcomes)} completed",
     )
+    await _write_report(suite, result, settings)
     if result.failed:
         names = ", ".join(outcome.test_name for outcome in result.failed)
         return Failed(message=f"{len(result.failed)} of {len(result.outcomes)} test(s) failed: {names}", data=result)
     return Completed(message=f"all {len(result.outcomes)} test(s) completed", data=result)
+
+
+async def _write_report(suite: Suite, result: SuiteResult, settings: OrchestrationSettings) -> None:
+    """Write the suite's HTML report into the archive and say where it is (or why there is none) in `result`."""
+    state = "FAILED" if result.failed else "COMPLETED"
+    key = f"suite-{slug(suite.name)}-{str(runtime.flow_run.id).replace('-', '')[:12]}"
+    try:
+        result.report = await asyncio.to_thread(write_suite_report, suite, result, state, key, settings)
+        get_run_logger().info("the suite's report: %s", result.report)
+    except (StroppyError, OSError) as error:  # the runs' own results and artifacts stand without it
+        result.report_error = f"the suite's HTML report could not be written: {error}"
+        get_run_logger().warning(result.report_error)
+
+
+async def _sum_up(suite: Suite, result: SuiteResult) -> None:
+    """Fill in the repetitions and comparisons of `result` and publish them as the suite's markdown artifact."""
+    if not suite.compare and all(test.repeat == 1 for test in suite.tests):
+        return
+    measured = [(o.test_name, o.result.metrics) for o in result.outcomes if o.result is not None]
+    try:
+        result.repetitions, result.comparisons = sum_up(suite, measured)
+    except ImportError as error:  # SciPy is the `history` extra; the runs' own results stand without it
+        result.summary_error = f"repetitions and comparisons need the `history` extra: {error}"
+        get_run_logger().warning(result.summary_error)
+        return
+    for verdict in result.comparisons:
+        get_run_logger().info("%s against %s: %s", verdict.candidate, verdict.baseline, verdict.summary)
+    await acreate_markdown_artifact(
+        key=f"suite-{slug(suite.name)}-comparisons",
+        markdown=comparisons_markdown(suite.name, result.repetitions, result.comparisons),
+        description=f"{suite.name}: repetitions and comparisons",
+    )

@@ -2,12 +2,14 @@
 
 Scraping is registered per run as one `file_sd` file in a directory VictoriaMetrics watches
 (`-promscrape.config` with `file_sd_configs`; scripts/services.sh writes that config), so a run's targets appear
-when the file is written and disappear when it is removed. Every series, scraped or imported, carries `run_id`.
+when the file is written and disappear when it is removed. Every series of a run, scraped or imported, carries
+`run_id`; a test's history (`HISTORY_METRIC`) is one series per fingerprint and metric, a point per run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +19,8 @@ import httpx
 
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.timeseries import ScrapeTarget, Series
+
+HISTORY_METRIC = "stroppy_history_value"
 
 
 class MetricsStoreError(StroppyError):
@@ -54,22 +58,33 @@ class VictoriaMetrics:
 
         Raises MetricsStoreError when VictoriaMetrics refuses them or cannot be reached (retryable when it did not
         answer or failed on its side)."""
-        lines = [
-            json.dumps(
+        self._import(
+            [
                 {
                     "metric": {"__name__": one.name, **one.labels, "run_id": run_id},
                     "values": one.values,
                     "timestamps": one.timestamps_ms,
                 }
-            )
-            for one in series
-            if one.values
-        ]
-        if not lines:
-            return 0
-        self._call("POST", "/api/v1/import", content="\n".join(lines) + "\n")
-        self._call("GET", "/internal/force_flush")
+                for one in series
+                if one.values
+            ]
+        )
         return sum(len(one.values) for one in series)
+
+    def record_history_point(
+        self, test: str, fingerprint: str, metric: str, aggregate: str, value: float, at: datetime
+    ) -> None:
+        """One run's value of one of its test's key metrics, as the point at `at` (the run's start) of the test's
+        history series. Recording it again, as a retried report would, adds no point: same series, same timestamp.
+
+        Raises ValueError when `value` is not finite (VictoriaMetrics would drop it without saying so),
+        MetricsStoreError when VictoriaMetrics refuses it or cannot be reached (retryable when it did not answer or
+        failed on its side)."""
+        if not math.isfinite(value):
+            raise ValueError(f"{test} {metric} {aggregate}: {value} is not a number to record")
+        labels = {"test": test, "fingerprint": fingerprint, "metric": metric, "aggregate": aggregate}
+        point = {"values": [value], "timestamps": [int(at.timestamp() * 1000)]}
+        self._import([{"metric": {"__name__": HISTORY_METRIC, **labels}, **point}])
 
     def query_range(self, expression: str, start: datetime, end: datetime, step_s: int) -> list[dict[str, Any]]:
         """The `result` of a Prometheus range query: one entry per series.
@@ -96,6 +111,18 @@ class VictoriaMetrics:
         Raises MetricsStoreError when VictoriaMetrics refuses or cannot be reached."""
         targets = self._call("GET", "/api/v1/targets").json()["data"]["activeTargets"]
         return [target for target in targets if target.get("labels", {}).get("run_id") == run_id]
+
+    def _import(self, series: list[dict[str, Any]]) -> None:
+        """Series in VictoriaMetrics' JSON line format (JSON quotes any label value), searchable once this returns.
+
+        Imported samples are in the past, where VictoriaMetrics answers repeated queries from its result cache (a
+        dashboard viewed during the run, or a trend viewed before this run's point), so the cache is dropped."""
+        if not series:
+            return
+        lines = "".join(json.dumps(one) + "\n" for one in series)
+        self._call("POST", "/api/v1/import", content=lines)
+        self._call("GET", "/internal/force_flush")
+        self._call("GET", "/internal/resetRollupResultCache")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -87,9 +87,9 @@ __all__ = [
     "BLOCK_NAME_PATTERN", "COMMAND_SETTINGS", "CRON_PATTERN", "DEFAULT_RUNNER_HARDWARE", "DEFAULT_TARGET",
     "ENV_NAME_PATTERN", "FILE_SETTINGS", "GUC_PATTERN", "MAX_DEDICATED", "MAX_REPLICAS", "NAME_PATTERN",
     "PATTERN_HINTS", "PGBENCH_WORKLOAD", "RUN_OWNED_ENV", "WORKLOAD_PATTERN", "Addons", "Backup", "BackupAddon",
-    "BackupStorage", "BackupTool", "BenchmarkTest", "ClusterTemplate", "Colocate", "DatabaseRef", "Dedicated",
-    "Driver", "Endpoint", "Etcd", "ExistingDatabase", "Flag", "GucValue", "Hardware", "InputModel",
-    "InstanceTemplate", "Integer", "Isolation", "LoadEnv", "LocalStorage", "Model", "NodeExporter",
+    "BackupStorage", "BackupTool", "BenchmarkTest", "ClusterTemplate", "Colocate", "Comparison", "DatabaseRef",
+    "Dedicated", "Driver", "Endpoint", "Etcd", "ExistingDatabase", "Flag", "GucValue", "Hardware", "InputModel",
+    "InstanceTemplate", "Integer", "Isolation", "LoadEnv", "LocalStorage", "MetricChoice", "Model", "NodeExporter",
     "PatroniSettings", "Percent", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
     "PostgresSettings", "PostgresqlConf", "RegressionRule", "ReplicaOverride", "S3Storage", "Scope", "Sidecars",
     "StorageEngine", "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology",
@@ -178,23 +178,43 @@ Percent = Annotated[
 """A share in percent, more than 0 and at most 100: `5%` or `5`."""
 
 
-class RegressionRule(InputModel):
-    """Judge each run against the runs before it with the same fingerprint; a significant worsening beyond
-    `max_drop` fails the test (stroppy_domain.regression)."""
+AGGREGATE_PATTERN = r"^(count|rate|value|avg|min|max|med|p\([0-9]+(\.[0-9]+)?\))$"
+
+
+class MetricChoice(InputModel):
+    """One value of a run's results, and which way is better."""
 
     metric: Annotated[str, AfterValidator(check_metric_name)] = Field(
         description="A metric of the run's results: `tps` (pgbench), `tx_total_duration` (stroppy), ..."
     )
     aggregate: str = Field(
         default="value",
-        pattern=r"^(count|rate|value|avg|min|max|med|p\([0-9]+(\.[0-9]+)?\))$",
+        pattern=AGGREGATE_PATTERN,
         description="Which of its values: `value` for pgbench's `tps`, `p(95)` or `avg` for a latency.",
     )
-    max_drop: Percent = Field(description="The largest worsening that is not a regression, e.g. `5%`.")
     higher_is_better: Flag = Field(default=True, description="`false` for latencies: a rise is the worsening.")
 
 
+class RegressionRule(MetricChoice):
+    """Judge each run against the runs before it with the same fingerprint; a significant worsening beyond
+    `max_drop` fails the test (stroppy_domain.regression)."""
+
+    max_drop: Percent = Field(description="The largest worsening that is not a regression, e.g. `5%`.")
+
+
+class Comparison(MetricChoice):
+    """Candidates against a baseline, over their repetitions (stroppy_domain.comparison): the change, its 95%
+    confidence interval, and whether it is real and large enough to matter."""
+
+    baseline: str = Field(pattern=NAME_PATTERN, description="The name of the test the candidates are compared with.")
+    candidates: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=16, description="Names of the tests compared with the baseline."
+    )
+    min_effect: Percent = Field(description="The smallest change that matters, e.g. `3%`.")
+
+
 DEFAULT_RUNNER_HARDWARE = Hardware(cores=2, memory_gb=4, disk_gb=20)
+MAX_REPEAT = 20
 
 
 class BenchmarkTest(InputModel):
@@ -211,6 +231,13 @@ class BenchmarkTest(InputModel):
     regression: RegressionRule | None = Field(
         default=None, description="Fail a run that is significantly worse than this test's history."
     )
+    repeat: Integer = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPEAT,
+        description="Separate runs of the test, each with its own machines; with a comparison, interleaved with "
+        "the runs of the tests it is compared with. The suite gives the median and 95% confidence interval.",
+    )
 
 
 class Suite(InputModel):
@@ -225,6 +252,9 @@ class Suite(InputModel):
         "hard limit either way. Unless a test names its own.",
     )
     tests: list[BenchmarkTest] = Field(min_length=1, description="Its tests; names unique.")
+    compare: list[Comparison] = Field(
+        default_factory=list, max_length=16, description="Tests compared with a baseline test, over repetitions."
+    )
 
     def target_of(self, test: BenchmarkTest) -> Target:
         return test.target or self.target

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from stroppy_domain.capacity import IsolationFacts
 from stroppy_domain.checks import ThresholdCheck, Verdict
+from stroppy_domain.comparison import ComparisonVerdict, Repetitions
 from stroppy_domain.host import HostEvidence
 from stroppy_domain.manifest import Manifest
 from stroppy_domain.model import BenchmarkTest, Model
@@ -55,6 +56,7 @@ class RunFacts(Model):
 
 class SuiteRow(Model):
     test: str
+    repetition: str = Field(default="", description="`2/3` for the second of a test's three runs; empty for one.")
     state: str
     verdict: str
     history: str = Field(default="", description="The run against its history, e.g. `regression -7.2%`.")
@@ -166,20 +168,12 @@ def run_markdown(facts: RunFacts) -> str:
         lines += ["", f"**Why:** {facts.reason}"]
     lines += ["", "## Thresholds", ""]
     if facts.checks:
-        rows = [
-            [c.metric, f"`{c.expression}`", _number(c.observed), "pass" if c.passed else f"FAIL {c.reason}".strip()]
-            for c in facts.checks
-        ]
-        lines += _table(["metric", "threshold", "observed", "result"], rows)
+        lines += _table(*threshold_table(facts.checks, code=True))
     else:
         lines.append("None set.")
     lines += ["", "## Key metrics", ""]
     if facts.metrics:
-        rows = [
-            [name, ", ".join(f"{key}={_number(value)}" for key, value in values.items())]
-            for name, values in sorted(facts.metrics.items())
-        ]
-        lines += _table(["metric", "values"], rows)
+        lines += _table(*metric_table(facts.metrics))
     else:
         lines.append("Nothing was measured.")
     if facts.regression is not None:
@@ -200,4 +194,55 @@ def run_markdown(facts: RunFacts) -> str:
     lines += _manifest_lines(facts.manifest, facts.host)
     if facts.archive:
         lines += ["", f"Raw files: `{facts.archive}`"]
+    return "\n".join(lines) + "\n"
+
+
+Table = tuple[list[str], list[list[str]]]
+"""A header and its rows, for markdown or HTML."""
+
+
+def threshold_table(checks: list[ThresholdCheck], code: bool = False) -> Table:
+    quote = "`" if code else ""
+    rows = [
+        [c.metric, f"{quote}{c.expression}{quote}", _number(c.observed),
+         "pass" if c.passed else f"FAIL {c.reason}".strip()]
+        for c in checks
+    ]  # fmt: skip
+    return ["metric", "threshold", "observed", "result"], rows
+
+
+def metric_table(metrics: dict[str, dict[str, float]]) -> Table:
+    rows = [
+        [name, ", ".join(f"{key}={_number(value)}" for key, value in values.items())]
+        for name, values in sorted(metrics.items())
+    ]
+    return ["metric", "values"], rows
+
+
+def comparison_table(verdicts: list[ComparisonVerdict]) -> Table:
+    rows = [
+        [v.candidate, v.baseline, f"{v.metric} {v.aggregate}", f"{v.candidate_runs} vs {v.baseline_runs}",
+         v.verdict, v.summary]
+        for v in verdicts
+    ]  # fmt: skip
+    return ["candidate", "baseline", "metric", "runs", "verdict", "change, 95% CI"], rows
+
+
+def repetition_table(repeated: list[Repetitions]) -> Table:
+    rows = [
+        [r.test, f"{r.metric} {r.aggregate}", str(r.runs), _number(r.median),
+         "—" if r.ci_low is None else f"{_number(r.ci_low)} .. {_number(r.ci_high)}",
+         ", ".join(_number(value) for value in r.values)]
+        for r in repeated
+    ]  # fmt: skip
+    return ["test", "metric", "runs", "median", "95% CI of the mean", "each run"], rows
+
+
+def comparisons_markdown(suite: str, repeated: list[Repetitions], verdicts: list[ComparisonVerdict]) -> str:
+    """The suite's repetitions (median and 95% interval of each test's runs) and its comparisons, as markdown."""
+    lines = [f"# {suite}: repetitions and comparisons"]
+    if verdicts:
+        lines += ["", "## Comparisons", "", *_table(*comparison_table(verdicts))]
+    if repeated:
+        lines += ["", "## Repetitions", "", *_table(*repetition_table(repeated))]
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stroppy_domain.capacity import machine_demands, oversize_problem
+from stroppy_domain.comparison import comparison_problems
 from stroppy_domain.errors import (
     MAX_COLLECTED_ISSUES,
     InvalidSuiteError,
@@ -66,7 +67,8 @@ def validate_suite(data: Any, source: str = "", settings: PlannerSettings | None
     tests: list[object] = list(suite.tests)
     targets = [suite.target_of(test) for test in suite.tests]
     isolations = [suite.isolation_of(test) for test in suite.tests]
-    issues = list(islice(_tests_issues(tests, targets, settings, isolations), MAX_COLLECTED_ISSUES))
+    issues = [Issue(join_path(*path), message, value) for path, message, value in comparison_problems(suite)]
+    issues += islice(_tests_issues(tests, targets, settings, isolations), MAX_COLLECTED_ISSUES)
     if issues:
         raise InvalidSuiteError(sorted_issues(issues), source)
     return suite

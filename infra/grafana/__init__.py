@@ -1,4 +1,5 @@
-"""Grafana: the run dashboards (JSON beside this file), provisioned idempotently, and a run's phase annotations.
+"""Grafana: the dashboards of `infra.grafana.boards`, provisioned idempotently, a run's phase annotations, the
+changes found in a test's history, and links into the dashboards for reports.
 
 `Grafana` works through a ready `grafana_client.GrafanaApi` (a `GrafanaConnection` block's `get_client()` makes one);
 `grafana_client` is imported on first use, so installations without Grafana never load it.
@@ -6,28 +7,53 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field
 
+from infra.grafana.boards import (
+    ANNOTATION_TAG,
+    CHANGE_TAG,
+    DASHBOARDS_DIR,
+    DATASOURCE_UID,
+    RUN_OVERVIEW,
+    TEST_TREND,
+    TREND_UID,
+    dashboards,
+    fingerprint_tag,
+    run_dashboards,
+    trend_dashboard,
+)
 from stroppy_domain.errors import StroppyError
-from stroppy_domain.reports import Dashboard, Phase, dashboard_url
+from stroppy_domain.reports import Dashboard, Phase, dashboard_url, slug
 
 if TYPE_CHECKING:
     from grafana_client import GrafanaApi
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+__all__ = [
+    "ANNOTATION_TAG",
+    "DASHBOARDS_DIR",
+    "DATASOURCE_UID",
+    "FOLDER_UID",
+    "RUN_OVERVIEW",
+    "TEST_TREND",
+    "Grafana",
+    "GrafanaError",
+    "ProvisionReport",
+    "dashboards",
+    "datasource",
+    "panel_queries",
+    "run_dashboards",
+    "trend_dashboard",
+]
+
 DATASOURCE_FILE = Path(__file__).resolve().parent / "provisioning" / "datasources" / "stroppy.yaml"
-DATASOURCE_UID = "stroppy-victoria-metrics"
 FOLDER_UID = "stroppy"
-ANNOTATION_TAG = "stroppy"
-RUN_OVERVIEW = "Stroppy: run overview"
 
 
 class GrafanaError(StroppyError):
@@ -38,12 +64,6 @@ class ProvisionReport(BaseModel):
     created: list[str] = Field(default_factory=list)
     updated: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
-
-
-@cache
-def dashboards() -> tuple[dict[str, Any], ...]:
-    """The dashboards kept in the repository, in file-name order."""
-    return tuple(json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json")))
 
 
 @cache
@@ -111,13 +131,43 @@ class Grafana:
             created += 1
         return created
 
+    def annotate_change(self, test: str, fingerprint: str, at: datetime, text: str) -> int:
+        """A point annotation at `at` marking a change found in the test's history, which the trend dashboard shows;
+        returns its id. A change already annotated (same time, same text) is not repeated: its id is returned.
+
+        Raises GrafanaError when Grafana refuses a call or cannot be reached."""
+        tags = [ANNOTATION_TAG, CHANGE_TAG, fingerprint_tag(fingerprint)]
+        time_ms = int(at.timestamp() * 1000)
+        labelled = f"{test}: {text}"
+        existing = self._call(
+            "find annotations",
+            self._api.annotations.find_annotations,
+            time_from=time_ms,
+            time_to=time_ms,
+            tags=tags,
+            limit=1000,
+        )
+        for annotation in existing:
+            if annotation.get("time") == time_ms and annotation.get("text") == labelled:
+                return int(annotation["id"])
+        added = self._call(
+            "add annotation", self._api.annotations.add_annotation, time_from=time_ms, tags=tags, text=labelled
+        )
+        return int(added["id"])
+
     def links(self, run_id: str, start: datetime, end: datetime) -> dict[str, str]:
+        """Title -> URL of each dashboard of one run, with the run chosen and its window as the time range."""
         return {
             board["title"]: dashboard_url(
                 self.url, Dashboard(uid=board["uid"], title=board["title"]), run_id, start, end
             )
-            for board in dashboards()
+            for board in run_dashboards()
         }
+
+    def trend_url(self, fingerprint: str) -> str:
+        """The trend dashboard with the test of this fingerprint chosen, over the dashboard's own time range."""
+        query = urlencode({"var-fingerprint": fingerprint})
+        return f"{self.url}/d/{TREND_UID}/{slug(TEST_TREND)}?{query}"
 
     def _ensure_folder(self, report: ProvisionReport) -> None:
         if self._lookup("folder", self._api.folder.get_folder, FOLDER_UID) is None:

@@ -106,11 +106,17 @@ NOTHING = {"containers": [], "networks": [], "volumes": [], "subnets": [], "cpus
 
 
 def run_suite(
-    tests: list[dict], inject: dict[str, str] | None = None, timeout_s: int = 1500
+    tests: list[dict],
+    inject: dict[str, str] | None = None,
+    timeout_s: int = 1500,
+    env: dict[str, str] | None = None,
+    **suite_fields: Any,
 ) -> tuple[FlowRun, SuiteResult]:
-    suite = {"name": "e2e", "tests": tests}
+    """Run a suite through its deployment; `env` goes to the suite's flow run (the master's settings for it)."""
+    suite = {"name": "e2e", "tests": tests} | suite_fields
     # The testing aid is an environment job variable of the suite's run, never a parameter of the deployment's form.
-    job_variables = {"env": {"STROPPY_INJECT_FAILURE_AT": json.dumps(inject)}} if inject else None
+    env = (env or {}) | ({"STROPPY_INJECT_FAILURE_AT": json.dumps(inject)} if inject else {})
+    job_variables = {"env": env} if env else None
     flow_run: FlowRun = run_deployment(
         "stroppy-test-suite/suite",
         parameters={"suite": suite},
@@ -170,14 +176,16 @@ def assert_reported(run: RunResult, grafana: GrafanaStandIn) -> None:
 
 
 def assert_dashboards_show(run: RunResult) -> None:
-    """Every panel query of every dashboard, with the run's id, returns series from the real VictoriaMetrics."""
+    """Every panel query of every dashboard, with the run's id (the trend: its fingerprint), returns series from the
+    real VictoriaMetrics."""
     store = metrics_store(OrchestrationSettings())
     start, end = run.started_at - timedelta(seconds=30), datetime.now(UTC)
     empty = []
     for board in dashboards():
         for title, expression in panel_queries(board):
             query = expression.replace("$run_id", run.run_id).replace("$__rate_interval", RATE_INTERVAL)
-            if not store.query_range(query, start, end, 5):
+            query = query.replace("$fingerprint", run.fingerprint).replace("$metric", ".*")
+            if not store.query_range(query.replace("$__interval", "5s"), start, end, 5):
                 empty.append(f"{board['title']} / {title}: {query}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from flows.suite import SuiteResult
 from tests.conftest import REPO
 from tests.e2e.test_orchestration import INSTANCE, pgbench_test, run_suite
 
@@ -69,11 +70,17 @@ def test_the_suite_deployment_shows_a_form_of_the_suite_model(page: Page) -> Non
     assert _shot(page, "suite-parameter-form").stat().st_size > 10_000
 
 
-def test_a_run_report_artifact_renders_in_the_ui(page: Page) -> None:
+@pytest.fixture(scope="module")
+def ui_suite() -> SuiteResult:
+    """One real suite of one short run, for the UI and the suite's HTML report."""
     # Playwright's sync API keeps an event loop in this thread, where Prefect's sync calls would return coroutines.
     with ThreadPoolExecutor(max_workers=1) as pool:
         _, result = pool.submit(run_suite, [pgbench_test("ui-single", INSTANCE, duration=3)], None, 600).result()
-    (outcome,) = result.outcomes
+    return result
+
+
+def test_a_run_report_artifact_renders_in_the_ui(page: Page, ui_suite: SuiteResult) -> None:
+    (outcome,) = ui_suite.outcomes
     assert outcome.state == "COMPLETED", outcome
     newest = {"artifacts": {"key": {"any_": ["run-ui-single"]}}, "sort": "CREATED_DESC", "limit": 1}
     (artifact,) = httpx.post(f"{API_URL}/artifacts/filter", json=newest, timeout=10).json()
@@ -85,3 +92,28 @@ def test_a_run_report_artifact_renders_in_the_ui(page: Page) -> None:
     link = page.get_by_role("link", name="Stroppy: run overview")
     assert link.get_attribute("href") == outcome.result.grafana_url
     assert _shot(page, "run-report-artifact").stat().st_size > 10_000
+
+
+def test_the_suite_html_report_opens_offline_with_its_charts_drawn(page: Page, ui_suite: SuiteResult) -> None:
+    assert ui_suite.report, ui_suite.report_error
+    report = Path(ui_suite.report)
+    assert report.is_file() and report.name == "report.html", report
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(report.as_uri(), timeout=WAIT_MS)
+    (outcome,) = ui_suite.outcomes
+    page.get_by_role("heading", name="ui-single: PASSED").wait_for(timeout=WAIT_MS)
+    run = page.locator(f"section.run[id='{outcome.run_id}']")
+    charts = run.locator("svg.pygal-chart")
+    titles = [charts.nth(index).locator("title").first.text_content() for index in range(charts.count())]
+    assert titles[:2] == ["Throughput", "Latency"], titles
+    for index in range(charts.count()):
+        box = charts.nth(index).bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 100, (titles[index], box)
+        lines = charts.nth(index).locator("path.line.reactive")
+        assert lines.count() >= 1, titles[index]
+        drawn = lines.first.bounding_box()
+        assert drawn and drawn["width"] > 100, (titles[index], drawn)  # a line across the run, not a dot
+    assert page.locator("figure.trend svg.pygal-chart").count() == 1, "the history trend of ui-single"
+    assert requests == [report.as_uri()], "the report fetched something: it must open offline"
+    assert _shot(page, "suite-html-report").stat().st_size > 20_000

@@ -9,7 +9,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from blocks.grafana import GrafanaConnection
-from infra.grafana import DATASOURCE_UID, FOLDER_UID, RUN_OVERVIEW, Grafana, GrafanaError, dashboards, panel_queries
+from infra.grafana import (
+    DATASOURCE_UID,
+    FOLDER_UID,
+    RUN_OVERVIEW,
+    TEST_TREND,
+    Grafana,
+    GrafanaError,
+    dashboards,
+    panel_queries,
+    run_dashboards,
+)
 from stroppy_domain.reports import Phase
 from tests.standin.grafana_standin import GrafanaStandIn
 
@@ -27,10 +37,10 @@ def grafana(standin: GrafanaStandIn, datasource_url: str = "http://127.0.0.1:842
     return Grafana(connection.get_client(), connection.folder, connection.datasource_url)
 
 
-def test_the_repository_dashboards_are_scoped_to_a_run_and_use_the_provisioned_datasource() -> None:
+def test_the_run_dashboards_are_scoped_to_a_run_and_use_the_provisioned_datasource() -> None:
     titles = [board["title"] for board in dashboards()]
-    assert titles == ["Stroppy: database", "Stroppy: machines", RUN_OVERVIEW]
-    for board in dashboards():
+    assert titles == ["Stroppy: database", "Stroppy: machines", RUN_OVERVIEW, TEST_TREND]
+    for board in run_dashboards():
         assert [variable["name"] for variable in board["templating"]["list"]] == ["run_id"]
         queries = panel_queries(board)
         assert len(queries) >= 4
@@ -86,7 +96,7 @@ def test_links_point_at_provisioned_dashboards_with_the_run_and_its_window(stand
     client.provision()
     start, end = datetime(2026, 11, 26, 12, 0, tzinfo=UTC), datetime(2026, 11, 26, 12, 5, tzinfo=UTC)
     links = client.links("run-abc", start, end)
-    assert sorted(links) == sorted(board["title"] for board in dashboards())
+    assert sorted(links) == sorted(board["title"] for board in run_dashboards())
     for url in links.values():
         parts = urlsplit(url)
         assert url.startswith(standin.url + "/d/")
@@ -95,6 +105,31 @@ def test_links_point_at_provisioned_dashboards_with_the_run_and_its_window(stand
             "var-run_id": ["run-abc"], "from": [str(int(start.timestamp() * 1000))],
             "to": [str(int(end.timestamp() * 1000))],
         }  # fmt: skip
+
+
+def test_a_change_is_annotated_once_with_its_fingerprint(standin: GrafanaStandIn) -> None:
+    client = grafana(standin)
+    at = datetime(2026, 11, 26, 12, 0, 7, 250000, tzinfo=UTC)
+    first = client.annotate_change("tpcb", "fp-1", at, "tps value -12.0%")
+    assert client.annotate_change("tpcb", "fp-1", at, "tps value -12.0%") == first
+    other_metric = client.annotate_change("tpcb", "fp-1", at, "latency_avg_ms value +9.1%")
+    assert other_metric != first
+    assert client.annotate_change("tpcb", "fp-2", at, "tps value -12.0%") not in {first, other_metric}
+    (change,) = [a for a in standin.state.annotations if a["id"] == first]
+    assert change["tags"] == ["stroppy", "change", "fingerprint:fp-1"]
+    assert change["time"] == int(at.timestamp() * 1000) and change["timeEnd"] is None
+    assert change["text"] == "tpcb: tps value -12.0%"
+    assert len(standin.state.annotations) == 3
+
+
+def test_the_trend_link_opens_the_provisioned_trend_dashboard_at_the_fingerprint(standin: GrafanaStandIn) -> None:
+    client = grafana(standin)
+    client.provision()
+    fingerprint = "sha256:ab/cd ef&x=1"
+    parts = urlsplit(client.trend_url(fingerprint))
+    assert f"{parts.scheme}://{parts.netloc}" == standin.url and parts.path.startswith("/d/stroppy-test-trend/")
+    assert standin.state.dashboards["stroppy-test-trend"]["dashboard"]["title"] == TEST_TREND
+    assert parse_qs(parts.query) == {"var-fingerprint": [fingerprint]}
 
 
 def test_errors_say_which_call_failed_and_why(standin: GrafanaStandIn) -> None:

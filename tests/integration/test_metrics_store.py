@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from infra.metrics_store import MetricsStoreError, VictoriaMetrics
+from infra.grafana.boards import TREND_QUERY
+from infra.metrics_store import HISTORY_METRIC, MetricsStoreError, VictoriaMetrics
 from infra.settings import OrchestrationSettings
 from stroppy_domain.timeseries import LOAD_LATENCY, LOAD_THROUGHPUT, ScrapeTarget, Series
 
@@ -102,6 +103,28 @@ def test_imported_series_come_back_under_the_run_id_only(store: VictoriaMetrics)
     assert max(float(value) for _, value in total["values"]) == 60
     (latency,) = store.query_range(f'{LOAD_LATENCY}{{run_id="{run_id}"}}', *window, 1)
     assert latency["metric"]["quantile"] == "0.95"
+
+
+def test_history_points_come_back_one_per_run_as_the_trend_dashboard_queries_them(store: VictoriaMetrics) -> None:
+    fingerprint, test = f"fp-{uuid.uuid4().hex[:12]}", 'tpc "b" \\ 1'
+    day_s = 86400
+    today = datetime.fromtimestamp(int(time.time()) // day_s * day_s, UTC)
+    runs = [(today - timedelta(days=3, seconds=-17.5), 100.0), (today - timedelta(days=2, seconds=-5), 110.5)]
+    trend = TREND_QUERY.replace("$fingerprint", fingerprint).replace("$metric", ".*").replace("$__interval", "3600s")
+    window = (today - timedelta(days=4), today)
+    for seen, (at, value) in enumerate(runs, start=1):
+        store.record_history_point(test, fingerprint, "tps", "value", value, at)
+        store.record_history_point(test, fingerprint, "tps", "value", value, at)  # a retried report
+        # Viewed after each run: the second run's point must not be hidden by the answer cached after the first.
+        (points,) = store.query_range(trend, *window, 3600)
+        assert [float(shown) for _, shown in points["values"]] == [recorded for _, recorded in runs[:seen]]
+    (series,) = store.query_range(f'{HISTORY_METRIC}{{fingerprint="{fingerprint}"}}', runs[0][0], runs[0][0], 1)
+    assert series["metric"] == {
+        "__name__": HISTORY_METRIC, "test": test, "fingerprint": fingerprint, "metric": "tps", "aggregate": "value",
+    }  # fmt: skip
+    assert series["values"] == [[runs[0][0].timestamp(), "100"]]
+    with pytest.raises(ValueError, match="not a number"):
+        store.record_history_point(test, fingerprint, "tps", "value", float("nan"), today)
 
 
 def test_errors_name_the_call_and_the_reason(store: VictoriaMetrics) -> None:
