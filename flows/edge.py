@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, ValidationError
 
 from infra.containers import ServiceEngine, StartServicesRequest, registry_login
+from infra.edge_replies import ReplyTo, send_reply
 from infra.host_counters import read_machine, read_sample
 from infra.prefect_sync import load_block_sync
 from infra.processes import run_bounded
@@ -34,6 +35,7 @@ LOAD_FILES_PREFIX = "load"
 
 class LoadRequest(BaseModel):
     run_id: str
+    reply_to: ReplyTo
     steps: list[LoadStep]
     output_dir: str = Field(description="Where the load writes its files (on Docker, shared with the master).")
     upload_block: str | None = Field(
@@ -64,7 +66,9 @@ class LoadFailed(StroppyError):  # noqa: N818 - reads as the condition it report
     """A load step exited non-zero or ran past its bound; the message carries its last output lines."""
 
 
-@flow(name="run-load", persist_result=True, log_prints=False)
+# Edge flows persist no Prefect result (a machine's result record could name pickle as its serializer); each
+# answers through infra.edge_replies.
+@flow(name="run-load", persist_result=False, log_prints=False)
 def run_load(request: LoadRequest) -> LoadOutcome:
     """Write each step's files and run it, in order; stop at the first that fails, or that exits with one of its
     verdict codes (k6's failed thresholds), which the master judges. Nothing here retries the measurement.
@@ -106,7 +110,9 @@ def run_load(request: LoadRequest) -> LoadOutcome:
             f"{request.run_id}/{LOAD_FILES_PREFIX}", output_dir
         )
         log.info("%d load file(s) uploaded to %s", len(files), location)
-    return LoadOutcome(steps=outcomes, files=files, host=host, host_error=host_error)
+    outcome = LoadOutcome(steps=outcomes, files=files, host=host, host_error=host_error)
+    send_reply(request.reply_to, str(runtime.flow_run.id), outcome)
+    return outcome
 
 
 def _idle_samples(log: Any) -> tuple[HostSample, HostSample] | str:
@@ -134,6 +140,7 @@ def _host_evidence(
 
 
 class InstallRequest(BaseModel):
+    reply_to: ReplyTo
     release: PinnedRelease = Field(description="Version and the sha256 it must have (from the project's lock file).")
     url: str = Field(description="Where this machine downloads it from.")
     directory: str = Field(description="Per-run installation directory.")
@@ -148,7 +155,7 @@ class InstalledTool(BaseModel):
     binary_sha256: str = Field(description="The unpacked binary's own checksum.")
 
 
-@flow(name="install-stroppy", persist_result=True, retries=0)
+@flow(name="install-stroppy", persist_result=False, retries=0)
 def install_stroppy(request: InstallRequest) -> InstalledTool:
     """Download, verify and unpack the pinned stroppy; returns the binary, its version and checksum once it answers
     `version`.
@@ -163,10 +170,12 @@ def install_stroppy(request: InstallRequest) -> InstalledTool:
     log.info("stroppy %s installed at %s (sha256 %s)", request.release.version, binary, request.release.sha256)
     printed = "; ".join(" ".join(line.split()) for line in check.tail if line.strip())
     checksum = hashlib.sha256(binary.read_bytes()).hexdigest()
-    return InstalledTool(binary=str(binary), version=printed, binary_sha256=checksum)
+    installed = InstalledTool(binary=str(binary), version=printed, binary_sha256=checksum)
+    send_reply(request.reply_to, str(runtime.flow_run.id), installed)
+    return installed
 
 
-@flow(name="start-services", persist_result=True, retries=0)
+@flow(name="start-services", persist_result=False, retries=0)
 def start_services(request: StartServicesRequest) -> int:
     """Start the machine's containers of one stage on its own Docker engine and wait until they are healthy, or
     write the machine's own secret files; returns how many containers or files.

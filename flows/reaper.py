@@ -14,7 +14,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Failed, State
+from prefect.states import Crashed, Failed, State
 from pydantic import BaseModel, Field
 
 from flows.teardown import LEDGER_FLOW_RUN, TeardownReport, tear_down
@@ -24,7 +24,7 @@ from infra.settings import OrchestrationSettings
 from infra.targets import available_targets, open_target
 from infra.targets.base import TargetError
 from stroppy_domain.model import Target
-from stroppy_domain.reaping import RunEvidence, reap_reason
+from stroppy_domain.reaping import FINAL_STATES, RunEvidence, reap_reason
 
 
 class ReapedRun(BaseModel):
@@ -51,6 +51,11 @@ def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
     return True, flow_run.state.type.value if flow_run.state else None
 
 
+def _mark_crashed(flow_run_id: str, reason: str) -> None:
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Crashed(message=f"stroppy-reaper: {reason}"), force=True)
+
+
 def _evidence(
     settings: OrchestrationSettings, targets: list[Target], unreachable: dict[str, str]
 ) -> dict[str, RunEvidence]:
@@ -61,8 +66,9 @@ def _evidence(
             ledger = RunLedger(client, run_id)
             flow_run_id = ledger.entries().get(LEDGER_FLOW_RUN)
             found[run_id] = RunEvidence(
-                run_id=run_id, has_ledger=True, opened_at=ledger.opened_at(), flow_run_id=flow_run_id
-            )
+                run_id=run_id, has_ledger=True, opened_at=ledger.opened_at(), flow_run_id=flow_run_id,
+                heartbeat_at=ledger.heartbeat_at(),
+            )  # fmt: skip
     for target in targets:
         try:
             with open_target(target, settings) as backend:
@@ -100,6 +106,8 @@ def reap(grace_minutes: int = 15, targets: list[Target] | None = None) -> ReapRe
         if reason is None:
             continue
         log.info("reaping %s: %s", run_id, reason)
+        if known.flow_run_id and known.flow_run_found and known.flow_state not in FINAL_STATES:
+            _mark_crashed(known.flow_run_id, reason)  # its master is gone: the flow run will never end by itself
         reaped = ReapedRun(run_id=run_id, reason=reason, teardown=tear_down(run_id, settings))
         if not known.has_ledger:
             for target in chosen:

@@ -24,6 +24,7 @@ from prefect.states import Failed, State
 
 from flows.capacity import held_to, open_load_window, runs_beside, take_cpus
 from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
+from flows.heartbeat import RunHeartbeat
 from flows.progress import InjectedFailure, RunTimeline
 from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.teardown import (
@@ -38,6 +39,7 @@ from flows.teardown import (
 )
 from infra.connections import redis_client, results_bucket
 from infra.edge_queues import create_queues, dispatch, edge_tags, wait_until_ready
+from infra.edge_replies import ReplyTo, read_reply
 from infra.images import planner_settings
 from infra.ledger import RunLedger
 from infra.prefect_sync import called_sync
@@ -46,7 +48,7 @@ from infra.result_storage import ResultStorageError, S3ResultStorage
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ReleaseLock, release_url
-from infra.targets import open_target, target_module
+from infra.targets import check_address_space, open_target, target_module
 from infra.targets.base import RunSpec, machine_queue_name
 from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
 from stroppy_domain.capacity import CpuGrant
@@ -104,9 +106,11 @@ def validate_and_open_ledger(
     share one; then open the run's ledger with its flow run in it.
 
     Raises InvalidSuiteError when the test cannot be run (or not on that host), TargetError when the target's
-    engine does not answer, and LedgerError when the ledger cannot be written."""
+    engine does not answer or its address space overlaps a network the target has, and LedgerError when the ledger
+    cannot be written."""
     host = target_module(target).shared_host(settings)
     planner = planner_settings(settings)
+    check_address_space(target, planner.address_space(target).base_cidr, settings)
     if host is not None:
         planner = planner.model_copy(update={"host_capacity": {target: host.capacity}})
     suite = {"name": "run", "target": str(target), "tests": [test.model_dump(mode="json", by_alias=True)]}
@@ -210,15 +214,26 @@ def install_stroppy_on_runner(
     release = ReleaseLock.read(settings.release_lock).pinned(version, settings.release_lock)
     gateway = str(ipaddress.IPv4Network(run.plan.subnet).network_address + 1)
     request = InstallRequest(
+        reply_to=reply_to(run, settings),
         release=release,
         url=release_url(settings.release_url, version, gateway),
         directory=str(target_module(run.plan.target).runner_directory(run.run_id) / "stroppy"),
         timeout_s=settings.install_timeout_s,
     )
-    return dispatch(
+    flow_run_id = dispatch(
         INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")},
         machine_queue_name(run.run_id, run.plan.runner.name), bound_s, tags=edge_tags(run.run_id),
+        machine=run.plan.runner.name,
     )  # fmt: skip
+    return read_reply(request.reply_to, flow_run_id, InstalledTool)
+
+
+def reply_to(run: RunSpec, settings: OrchestrationSettings) -> ReplyTo:
+    """Where the runner's edge flows leave their answers: the results directory it shares with the master, else
+    the results bucket."""
+    if target_module(run.plan.target).SHARES_RESULTS_DIR:
+        return ReplyTo(run_id=run.run_id, directory=str(settings.results_dir))
+    return ReplyTo(run_id=run.run_id, s3_block=settings.archive_s3_block)
 
 
 def runner_output_dir(run: RunSpec, settings: OrchestrationSettings) -> str:
@@ -244,14 +259,17 @@ def run_load_on_runner(
     shared = target.SHARES_RESULTS_DIR
     request = LoadRequest(
         run_id=run.run_id,
+        reply_to=reply_to(run, settings),
         steps=steps,
         output_dir=runner_output_dir(run, settings),
         upload_block=None if shared else settings.archive_s3_block,
     )
-    outcome = dispatch(
+    flow_run_id = dispatch(
         RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")},
         machine_queue_name(run.run_id, run.plan.runner.name), bound_s, tags=edge_tags(run.run_id),
+        machine=run.plan.runner.name,
     )  # fmt: skip
+    outcome = read_reply(request.reply_to, flow_run_id, LoadOutcome)
     if not shared:
         bucket = results_bucket(settings)
         if bucket is None:
@@ -297,6 +315,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     bounds = run_bounds(
         test, target_module(target).bounds(settings), settings.install_timeout_s, settings.load_margin_s
     )
+    heartbeat = RunHeartbeat(run_id, settings, get_run_logger()).start()
     try:
         with step(RunStep.VALIDATE):
             bounded(validate_and_open_ledger, bounds.validate_step)(
@@ -350,6 +369,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             return Failed(message=f"{result.verdict}: {result.reason}", data=result)
         return result
     finally:
+        heartbeat.stop()
         started = time.monotonic()
         report: TeardownReport = bounded(teardown, bounds.teardown)(run_id, settings)
         get_run_logger().info("teardown in %.1f s: %s", time.monotonic() - started, report.model_dump())

@@ -11,12 +11,18 @@ runs load. Nothing secret is printed.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from datetime import timedelta
+from typing import Any, Self, cast
 
 import httpx
+from prefect.automations import Automation
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +33,7 @@ from blocks.yandex_cloud import YandexCloud
 from flows.errors import OperateError
 from infra.connections import saved_block
 from infra.edge_queues import EDGE_POOL
+from infra.prefect_sync import called_sync
 from infra.settings import OrchestrationSettings
 from infra.targets.docker import DockerSettings
 from infra.targets.yandex import YandexSettings
@@ -174,6 +181,45 @@ def _ensure_pools() -> list[SetupLine]:
     return lines
 
 
+FLOW_HEARTBEAT_S = 30
+"""PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the master's flow runs (scripts/control-plane.sh, compose.yaml)."""
+SILENT_AFTER_S = 3 * FLOW_HEARTBEAT_S
+ZOMBIE_AUTOMATION = "stroppy: crash flow runs whose heartbeat stopped"
+
+
+def _ensure_zombie_automation() -> SetupLine:
+    """Prefect's answer to a flow run whose process died with its machine (it stays RUNNING for ever): an automation
+    that marks a running flow run CRASHED once its heartbeats stop for `SILENT_AFTER_S`; the reaper then tears down
+    what it left."""
+    ended = ("Completed", "Failed", "Cancelled", "Crashed")
+    wanted = Automation(
+        name=ZOMBIE_AUTOMATION,
+        description="A running flow run silent for 3 heartbeats lost its process: mark it CRASHED.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{state}" for state in ended)},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=SILENT_AFTER_S),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {SILENT_AFTER_S} s")],
+    )
+    try:
+        current = cast("Automation", Automation.read(name=ZOMBIE_AUTOMATION))  # typed as sync or async
+    except ValueError:  # Prefect's answer for a name it does not know
+        called_sync(wanted.create())
+        return SetupLine(kind="automation", name=ZOMBIE_AUTOMATION, outcome="created")
+    # Each trigger gets a fresh id when it is built: compare what it does.
+    if current.trigger.model_dump(exclude={"id"}) == wanted.trigger.model_dump(exclude={"id"}) and [
+        action.model_dump() for action in current.actions
+    ] == [action.model_dump() for action in wanted.actions]:
+        return SetupLine(kind="automation", name=ZOMBIE_AUTOMATION, outcome="unchanged")
+    called_sync(wanted.model_copy(update={"id": current.id}).update())
+    return SetupLine(kind="automation", name=ZOMBIE_AUTOMATION, outcome="updated")
+
+
 def register_block_types() -> list[type[Block]]:
     from prefect_aws import AwsCredentials, S3Bucket  # noqa: PLC0415
     from prefect_docker.credentials import DockerRegistryCredentials  # noqa: PLC0415
@@ -219,12 +265,13 @@ def setup(
     docker_settings: DockerSettings | None = None,
     cloud_settings: YandexSettings | None = None,
 ) -> list[SetupLine]:
-    """The work pools, the block types, then the block of each section given; one line per outcome.
+    """The work pools, the automation that crashes silent flow runs, the block types, then the block of each section
+    given; one line per outcome.
 
     Raises OperateError when the Prefect API does not answer about the pools, and ValueError when a given
     section's block name setting is empty."""
     try:
-        lines = _ensure_pools()
+        lines = [*_ensure_pools(), _ensure_zombie_automation()]
     except httpx.HTTPError as error:
         raise OperateError(f"the Prefect API did not answer (PREFECT_API_URL): {error}") from None
     lines += [

@@ -3,7 +3,9 @@ the dispatch of an edge flow to one machine's queue."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +22,10 @@ from stroppy_domain.errors import StroppyError
 
 EDGE_POOL = "stroppy-edge"
 QUEUE_RECHECK_TIMEOUT_S = 30
+AGENT_SILENT_S = 20
+"""An edge agent polls its queue every second; one silent this long while its flow runs has lost its machine."""
+AGENT_CHECK_S = 5
+"""How often a dispatched flow and its agent are checked: a lost machine is noticed within about 25 s."""
 
 
 class EdgeAgentsNotReady(StroppyError):  # noqa: N818 - reads as the condition it reports
@@ -86,27 +92,50 @@ def edge_tags(run_id: str) -> list[str]:
 
 
 def dispatch(
-    deployment: str, parameters: dict[str, Any], queue: str, bound_s: float, tags: list[str] | None = None
-) -> Any:
-    """Run an edge flow on one machine's queue, once its agent polls it, and return the flow's result.
+    deployment: str,
+    parameters: dict[str, Any],
+    queue: str,
+    bound_s: float,
+    tags: list[str] | None = None,
+    machine: str = "",
+) -> str:
+    """Run an edge flow on one machine's queue, once its agent polls it; returns its flow run's id, under which it
+    left its answer, if it gives one (infra.edge_replies). Its Prefect result is never read: a machine wrote it.
+
+    While the flow runs, the agent must keep polling its queue: one silent for `AGENT_SILENT_S` lost its machine (a
+    killed container, a dead VM), and the flow is given up at once instead of at its bound.
 
     Raises EdgeAgentsNotReady when the machine's agent stopped polling, EdgeFlowFailed when the flow failed, and
-    EdgeFlowTimedOut when it did not end within `bound_s` (it is cancelled first)."""
+    EdgeFlowTimedOut when it did not end within `bound_s` (it is cancelled first in both of these last cases)."""
     wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S)
-    # Called from sync code (a sync task, a worker thread): Prefect runs the deployment synchronously.
-    child = called_sync(
-        run_deployment(
-            deployment, parameters=parameters, work_queue_name=queue, timeout=bound_s,
-            poll_interval=poll_interval_s(bound_s), tags=tags,
-        )
-    )  # fmt: skip
-    if child.state is None or not child.state.is_final():
-        # A child left running would race a retry of the same step on the same machine.
-        cancel_flow_run(child.id, started=child.state is not None and child.state.is_running())
-        raise EdgeFlowTimedOut(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {child.state})")
-    if not child.state.is_completed():
-        raise EdgeFlowFailed(f"{deployment} on {queue} ended {child.state.name}: {child.state.message}")
-    return child.state.result()
+    # Called from sync code (a sync task, a worker thread): Prefect creates the flow run synchronously.
+    child = called_sync(run_deployment(deployment, parameters=parameters, work_queue_name=queue, timeout=0, tags=tags))
+    deadline = time.monotonic() + bound_s
+    check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(child.id).state
+            if state is not None and state.is_final():
+                break
+            silent_s = _silent_s(client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled)
+            if silent_s is not None and silent_s > AGENT_SILENT_S:
+                cancel_flow_run(child.id, started=state is not None and state.is_running(), why="its machine is gone")
+                raise EdgeAgentsNotReady(
+                    f"machine {machine or queue} is gone: its agent last polled {queue} {silent_s:.0f} s ago, while "
+                    f"{deployment} ran on it"
+                )
+            if time.monotonic() > deadline:
+                # A child left running would race a retry of the same step on the same machine.
+                cancel_flow_run(child.id, started=state is not None and state.is_running())
+                raise EdgeFlowTimedOut(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {state})")
+            time.sleep(check_s)
+    if not state.is_completed():
+        raise EdgeFlowFailed(f"{deployment} on {queue} ended {state.name}: {state.message}")
+    return str(child.id)
+
+
+def _silent_s(last_polled: datetime | None) -> float | None:
+    return None if last_polled is None else (datetime.now(UTC) - last_polled).total_seconds()
 
 
 def cancel_flow_run(flow_run_id: UUID, started: bool, why: str = "its dispatcher stopped waiting") -> None:

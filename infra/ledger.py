@@ -17,6 +17,17 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "stroppy:ledger"
 OPENED = "opened_at"
+HEARTBEAT = "heartbeat_at"
+_NOT_RESOURCES = {OPENED, HEARTBEAT}
+# KEYS: the ledger. ARGV: ttl_s. Beats only a ledger that exists: a beat racing teardown must not bring back a closed
+# ledger (without an expiry). The time is the Redis server's, one clock for every master and the reaper.
+_BEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'heartbeat_at', now[1] * 1000 + math.floor(now[2] / 1000))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
 T = TypeVar("T")
 
 
@@ -46,14 +57,27 @@ class RunLedger:
         Raises LedgerError when Redis refuses or does not answer."""
         self._call(lambda: self._client.hset(self.key, kind, json.dumps(value)), f"record {kind} in")
 
+    def beat(self, ttl_s: int) -> bool:
+        """Say the run is alive now and renew the ledger's expiry; False when the ledger is gone (not opened yet, or
+        closed by teardown). Raises LedgerError when Redis refuses or does not answer."""
+        return bool(self._call(lambda: self._client.eval(_BEAT, 1, self.key, ttl_s), "beat"))
+
+    def heartbeat_at(self) -> datetime | None:
+        """When the run last said it was alive; None before its first beat or when the ledger is gone.
+
+        Raises LedgerError when Redis refuses or does not answer."""
+        raw = self._call(lambda: self._client.hget(self.key, HEARTBEAT), "read")
+        return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else None
+
     def forget(self, kind: str) -> None:
         """Drop an entry once its resource is gone. Raises LedgerError when Redis refuses or does not answer."""
         self._call(lambda: self._client.hdel(self.key, kind), f"forget {kind} in")
 
     def entries(self) -> dict[str, Any]:
-        """Every entry by kind, the opening time left out. Raises LedgerError when Redis refuses or does not answer."""
+        """Every entry by kind, the opening time and the heartbeat left out. Raises LedgerError when Redis refuses or
+        does not answer."""
         raw = self._call(lambda: self._client.hgetall(self.key), "read")
-        return {_text(kind): json.loads(value) for kind, value in raw.items() if _text(kind) != OPENED}
+        return {_text(kind): json.loads(value) for kind, value in raw.items() if _text(kind) not in _NOT_RESOURCES}
 
     def opened_at(self) -> datetime | None:
         """When the run opened its ledger; None when the ledger is gone.

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stroppy_domain.host import NoiseLimits
-from stroppy_domain.settings import ImageCatalogue
+from stroppy_domain.model import Target
+from stroppy_domain.settings import AddressSpace, ImageCatalogue
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -43,8 +44,22 @@ class OrchestrationSettings(BaseSettings):
         default=REPOSITORY / "stroppy.lock.json", description="The lock file with each pinned release's sha256."
     )
     install_timeout_s: float = Field(default=300, gt=0, description="Bound of one release download.")
+    address_spaces: dict[Target, AddressSpace] = Field(
+        default_factory=dict,
+        description="Per target, the private range runs carve their subnets from and each subnet's prefix, as JSON "
+        '(`{"docker": {"base_cidr": "172.28.0.0/16", "prefix": 24}}`); a target left out keeps its built-in range. '
+        "Runs, `validate` and `plan` use the same; a run fails at validation when the range overlaps a network the "
+        "target already has.",
+    )
     reservation_ttl_s: int = Field(default=6 * 3600, gt=0, description="Lease of a run's subnet.")
     ledger_ttl_s: int = Field(default=24 * 3600, gt=0, description="How long a run's ledger outlives its last write.")
+    heartbeat_interval_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often a live run renews its ledger, subnet and CPU leases and says it is alive; at most a "
+        "third of the shorter of `reservation_ttl_s` and `ledger_ttl_s`. The reaper leaves a run whose flow is still "
+        "running alone while its heartbeat is fresh, and reaps it once the heartbeat is older than its grace.",
+    )
     load_margin_s: int = Field(default=300, ge=0, description="Time a load may take beyond its duration.")
     metrics_url: str = Field(
         default="http://127.0.0.1:8428", description="VictoriaMetrics: scrapes the runs' exporters, stores load series."
@@ -99,3 +114,14 @@ class OrchestrationSettings(BaseSettings):
     @property
     def noise_limits(self) -> NoiseLimits:
         return NoiseLimits(max_busy_before_pct=self.noisy_max_busy_before_pct, max_steal_pct=self.noisy_max_steal_pct)
+
+    @model_validator(mode="after")
+    def _beats_before_leases_expire(self) -> OrchestrationSettings:
+        """Raises ValueError when a lease could expire between two heartbeats (or one missed beat)."""
+        shortest = min(self.reservation_ttl_s, self.ledger_ttl_s)
+        if self.heartbeat_interval_s * 3 > shortest:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be at most a third of the shorter of "
+                f"reservation_ttl_s and ledger_ttl_s ({shortest}), so a missed beat never lets a lease expire"
+            )
+        return self

@@ -17,7 +17,8 @@ export PREFECT_HOME=$state/prefect
 export PREFECT_API_URL=http://127.0.0.1:$port/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
-export PREFECT_LOCAL_STORAGE_PATH=$state/results/prefect
+# The master's flow results, outside the results directory that Docker machines share (and could write).
+export PREFECT_LOCAL_STORAGE_PATH=$state/prefect/results
 export STROPPY_RESULTS_DIR=$state/results
 cd "$root"
 
@@ -25,7 +26,7 @@ log() { printf '[control-plane] %s\n' "$*" >&2; }
 server_healthy() { curl -fsS --max-time 2 "$PREFECT_API_URL/health" >/dev/null 2>&1; }
 
 start() {
-  mkdir -p "$PREFECT_HOME" "$STROPPY_RESULTS_DIR/prefect"
+  mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
   if ! server_healthy; then
     # Machines reach the API through their network's gateway, so the server listens beyond loopback.
     setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port" \
@@ -43,7 +44,10 @@ start() {
     || { log "deploy failed; see $state/prefect-deploy.log"; exit 1; }
   log "deployed: $(grep -c 'Deployment .* successfully created' "$state/prefect-deploy.log" || true) deployment(s)"
   if [ ! -f "$state/master-worker.pid" ] || ! kill -0 "$(cat "$state/master-worker.pid")" 2>/dev/null; then
-    STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 setsid uv run --frozen prefect worker start --pool stroppy-master \
+    # Flow runs beat every 30 s: the automation `stroppy-flows setup` creates marks one CRASHED when its beats stop
+    # (flows/setup.py), so a run whose process died with its machine does not stay RUNNING for ever.
+    STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 \
+      setsid uv run --frozen prefect worker start --pool stroppy-master \
       --name "master-$(hostname)" --type process --limit 10 >"$state/master-worker.log" 2>&1 < /dev/null &
     echo $! > "$state/master-worker.pid"
   fi

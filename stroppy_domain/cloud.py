@@ -62,9 +62,6 @@ class EdgeBootstrap(Model):
 
     queue: str
     lockbox_secret_id: str
-    result_storage_block: str = Field(
-        description="Prefect storage block (`s3-bucket/<name>`) edge flows persist their results in, for the master."
-    )
     release: EdgeRelease
 
 
@@ -213,8 +210,8 @@ def edge_user_data(bootstrap: EdgeBootstrap) -> str:
                         "PREFECT_API_URL": release.prefect_api_url,
                         "PREFECT_WORKER_QUERY_SECONDS": "1",
                         "PREFECT_HOME": f"{AGENT_STATE_DIR}/prefect",
-                        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-                        "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": bootstrap.result_storage_block,
+                        # Edge flows answer through the bucket as JSON; no Prefect result is persisted.
+                        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     }.items()
                 ),

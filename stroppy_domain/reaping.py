@@ -19,11 +19,23 @@ class RunEvidence(Model):
     flow_state: str | None = None
     flow_run_found: bool = False
     expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
 
 
 def reap_reason(evidence: RunEvidence, now: datetime, grace: timedelta) -> str | None:
-    """Why the run should be torn down now, or None to leave it alone."""
-    if evidence.expires_at is not None and evidence.expires_at <= now:
+    """Why the run should be torn down now, or None to leave it alone.
+
+    A run whose flow is still going is left alone while its heartbeat is fresh, even past its resources' expiry
+    label (a long run renews the record, not the label); once its heartbeat is older than `grace`, its master is
+    gone and it is reaped although its flow run still says it is running."""
+    beating = evidence.heartbeat_at is not None and evidence.heartbeat_at + grace > now
+    live_flow = evidence.flow_run_found and evidence.flow_state not in FINAL_STATES
+    if live_flow and evidence.heartbeat_at is not None and not beating:
+        return (
+            f"its flow run is still {evidence.flow_state or 'unknown'} but its heartbeat stopped at "
+            f"{evidence.heartbeat_at.isoformat()}: the master running it is gone"
+        )
+    if evidence.expires_at is not None and evidence.expires_at <= now and not beating:
         return f"its resources expired at {evidence.expires_at.isoformat()}"
     if evidence.flow_run_found:
         if evidence.flow_state in FINAL_STATES:

@@ -61,3 +61,19 @@ def first_free_subnet(base_cidr: str, prefix: int, taken: Iterable[str]) -> str:
     if candidate + size - 1 > int(base.broadcast_address):
         raise SubnetError(f"no free /{prefix} subnet left in {base_cidr}")
     return f"{ipaddress.IPv4Address(candidate)}/{prefix}"
+
+
+def overlapping(base_cidr: str, networks: dict[str, list[str]]) -> list[str]:
+    """`name (subnet)` for each subnet of `networks` (name -> its subnets) that shares addresses with `base_cidr`;
+    subnets that are not IPv4 networks are not in its way."""
+    space = ipaddress.IPv4Network(base_cidr)
+    found = []
+    for name, subnets in sorted(networks.items()):
+        for subnet in subnets:
+            try:
+                other = ipaddress.ip_network(subnet, strict=False)
+            except ValueError:
+                continue
+            if isinstance(other, ipaddress.IPv4Network) and space.overlaps(other):
+                found.append(f"{name} ({other})")
+    return found

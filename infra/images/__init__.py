@@ -119,14 +119,16 @@ class ImageSet:
 
 
 def planner_settings(settings: OrchestrationSettings | None = None) -> PlannerSettings:
-    """Planner settings with the image catalogue in force: the master's `image_catalogue` setting when it is set,
-    else the images this checkout builds (outside a checkout, the built-in defaults)."""
-    catalogue = (settings or OrchestrationSettings()).image_catalogue
-    if catalogue is not None:
-        return PlannerSettings(images=catalogue)
+    """Planner settings as the master's settings make them: its `address_spaces` over the built-in ranges, and the
+    image catalogue in force (its `image_catalogue` setting when it is set, else the images this checkout builds;
+    outside a checkout, the built-in defaults)."""
+    settings = settings or OrchestrationSettings()
+    spaces = {**PlannerSettings().address_spaces, **settings.address_spaces}
+    if settings.image_catalogue is not None:
+        return PlannerSettings(images=settings.image_catalogue, address_spaces=spaces)
     if not (REPOSITORY / "uv.lock").is_file():
-        return PlannerSettings()
-    return PlannerSettings(images=ImageSet.for_checkout().catalogue())
+        return PlannerSettings(address_spaces=spaces)
+    return PlannerSettings(images=ImageSet.for_checkout().catalogue(), address_spaces=spaces)
 
 
 def service_images(images: ImageSet) -> list[str]:

@@ -44,3 +44,14 @@ def open_target(name: TargetName, settings: OrchestrationSettings) -> Iterator[T
 def available_targets(settings: OrchestrationSettings) -> list[TargetName]:
     """The targets this installation can reach (their blocks are saved)."""
     return [name for name in PACKAGES if target_module(name).is_available(settings)]
+
+
+def check_address_space(name: TargetName, base_cidr: str, settings: OrchestrationSettings) -> None:
+    """Raises TargetError naming each network the target already has inside `base_cidr` (runs could not create
+    their networks there), or when the target does not answer."""
+    conflicts = target_module(name).address_conflicts(base_cidr, settings)
+    if conflicts:
+        raise TargetError(
+            f"the {name} address space {base_cidr} (STROPPY_ADDRESS_SPACES) overlaps network(s) the target already "
+            f"has: {', '.join(conflicts)}; runs could not create their networks there: choose another base_cidr"
+        )

@@ -171,6 +171,10 @@ class TargetModule(Protocol):
         """The host every machine of the target runs on, whose CPUs runs lease; None when each machine is its own
         host (a cloud VM sized by its hardware). Raises TargetError when the target's engine does not answer."""
 
+    def address_conflicts(self, base_cidr: str, settings: OrchestrationSettings) -> list[str]:
+        """Networks the target already has, not made by a run, that share addresses with `base_cidr` (the range runs
+        carve their subnets from): `name (subnet)` each. Raises TargetError when the target does not answer."""
+
     def open_backend(self, settings: OrchestrationSettings) -> TargetBackend:
         """The configured backend; the caller uses it as a context manager.
 

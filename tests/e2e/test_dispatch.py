@@ -11,11 +11,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from flows.edge import InstallRequest
 from infra.edge_queues import EDGE_POOL, create_queues, delete_queues, dispatch
+from infra.edge_replies import ReplyTo
 from infra.stroppy_release import PinnedRelease
 
 pytestmark = pytest.mark.e2e
 
 REQUEST = InstallRequest(
+    reply_to=ReplyTo(run_id="run-dispatch", directory="/tmp/never-replied"),
     release=PinnedRelease(version="v5.0.0", url="http://127.0.0.1:9/stroppy.tar.gz", sha256="0" * 64),
     url="http://127.0.0.1:9/stroppy.tar.gz", directory="/tmp/never-installed", timeout_s=1,
 )  # fmt: skip

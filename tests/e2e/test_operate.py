@@ -16,6 +16,7 @@ from blocks.grafana import GrafanaConnection
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
 from flows.run import RunStep
+from flows.setup import ZOMBIE_AUTOMATION
 from infra.settings import OrchestrationSettings
 from tests.e2e.test_orchestration import INSTANCE, pgbench_test
 
@@ -71,6 +72,8 @@ def test_setup_saves_each_block_once_and_prints_no_secret(tmp_path: Path) -> Non
         assert saved_blocks(again.stdout) == dict.fromkeys(names.values(), "unchanged")
         assert "secret" not in first.stdout + first.stderr + again.stdout + again.stderr
         assert "work pool   stroppy-master" in first.stdout
+        zombies = f"automation  {ZOMBIE_AUTOMATION}"
+        assert f"{zombies}  unchanged" in again.stdout, "the automation that crashes silent flow runs, kept as is"
         grafana = GrafanaConnection.load(names["STROPPY_GRAFANA_BLOCK"])
         assert grafana.token.get_secret_value() == f"glsa-secret-{suffix}"
         assert RedisConnection.load(names["STROPPY_REDIS_BLOCK"]).url == config["redis"]["url"]
@@ -127,3 +130,6 @@ def test_run_follows_a_suite_step_by_step_to_its_results_table(tmp_path: Path) -
     assert shown == [step for step in RunStep if step in shown], "steps are shown in the order they run"
     (row,) = [line for line in output.splitlines() if line.startswith("cli-single ")]
     assert "COMPLETED" in row and "PASSED" in row and "tps " in row and "/d/stroppy-run-overview/" in row
+    (report,) = [line.removeprefix("report: ") for line in output.splitlines() if line.startswith("report: ")]
+    assert report.endswith("/report.html") and Path(report).is_file(), "run prints where the suite's report is"
+    assert "cli-single" in Path(report).read_text()

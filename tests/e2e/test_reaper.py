@@ -16,7 +16,7 @@ from flows.reaper import ReapReport, reap
 from flows.teardown import LEDGER_FLOW_RUN, LEDGER_QUEUES, LEDGER_TARGET
 from infra.connections import redis_connection
 from infra.edge_queues import EDGE_POOL, create_queues, delete_queues
-from infra.ledger import RunLedger, open_ledgers
+from infra.ledger import HEARTBEAT, RunLedger, open_ledgers
 from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_EXPIRES_AT, LABEL_MANAGED_BY, LABEL_RUN_ID, MANAGER
 from stroppy_domain.model import Target
@@ -104,3 +104,46 @@ def test_a_target_that_cannot_be_listed_fails_the_reaper_after_the_others_are_re
         for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={expired}"}):
             volume.remove(force=True)
         engine.close()
+
+
+async def _state_of(flow_run_id: str) -> tuple[str, str]:
+    async with get_client() as client:
+        state = (await client.read_flow_run(uuid.UUID(flow_run_id))).state
+    assert state is not None
+    return state.type.value, state.message or ""
+
+
+def test_a_running_flow_is_reaped_only_once_its_heartbeat_is_stale_and_is_marked_crashed() -> None:
+    settings = OrchestrationSettings()
+    suffix = uuid.uuid4().hex[:8]
+    beating, silent = f"run-beating{suffix}", f"run-silent{suffix}"
+    engine = docker.from_env(timeout=60)
+    redis_client = redis_connection(settings).get_client()
+    flow_runs: dict[str, str] = {}
+    try:
+        for run_id, beat_at in ((beating, datetime.now(UTC)), (silent, datetime.now(UTC) - timedelta(minutes=20))):
+            ledger = RunLedger(redis_client, run_id)
+            ledger.open(3600)
+            flow_runs[run_id] = asyncio.run(_flow_run(Running()))
+            ledger.record(LEDGER_FLOW_RUN, flow_runs[run_id])
+            ledger.record(LEDGER_TARGET, {"name": "docker"})
+            redis_client.hset(ledger.key, HEARTBEAT, int(beat_at.timestamp() * 1000))
+            _volume(engine, run_id, datetime.now(UTC) - timedelta(minutes=1))  # both past their expiry label
+
+        report = reap(grace_minutes=15)
+
+        reasons = {item.run_id: item.reason for item in report.reaped}
+        assert beating not in reasons, "a long run that still beats outlives its expiry label"
+        assert "heartbeat stopped" in reasons[silent] and "the master running it is gone" in reasons[silent]
+        assert engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={beating}"})
+        assert not engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={silent}"})
+        state, message = asyncio.run(_state_of(flow_runs[silent]))
+        assert state == "CRASHED" and "heartbeat stopped" in message, (state, message)
+        assert asyncio.run(_state_of(flow_runs[beating]))[0] == "RUNNING"
+    finally:
+        for run_id in (beating, silent):
+            RunLedger(redis_client, run_id).close()
+            for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={run_id}"}):
+                volume.remove(force=True)
+        engine.close()
+        redis_client.close()

@@ -30,7 +30,8 @@ from pydantic import SecretStr
 
 from blocks.redis import RedisConnection
 from blocks.yandex_cloud import YandexCloud
-from flows.edge import LOAD_FILES_PREFIX, LoadRequest, StartServicesRequest, run_load, start_services
+from flows.edge import LOAD_FILES_PREFIX, LoadOutcome, LoadRequest, StartServicesRequest, run_load, start_services
+from infra.edge_replies import ReplyTo, read_reply
 from infra.images import ImageSet, planner_settings, push_images
 from infra.reservations import SubnetReservations
 from infra.result_storage import S3ResultStorage
@@ -95,7 +96,6 @@ def settings_for(standin: YandexCloudStandIn, key_json: str, tmp_path: Path) -> 
                 requirements_sha256="2" * 64,
             ),
             lockbox_secret_id="e6qstandinsecret",
-            result_storage_block="s3-bucket/stroppy-results",
         ),
         terraform=TerraformSettings(state_root=tmp_path / "state", apply_timeout_s=120, destroy_timeout_s=120),
         api=YandexApiSettings(
@@ -228,11 +228,12 @@ def test_a_cloud_run_is_created_started_and_destroyed_after_a_master_restart(
     holders = DockerTarget(DockerTargetSettings(machine_image=images.base), progress=lambda _: None)
 
     def start_on_stand_in_machine(
-        deployment: str, parameters: dict[str, Any], queue: str, bound_s: float, tags: list[str]
+        deployment: str, parameters: dict[str, Any], queue: str, bound_s: float, tags: list[str], machine: str
     ) -> Any:
         """The edge flow itself, run here against a container at the machine's planned address."""
         dispatched.append((deployment, parameters, queue))
         assert tags == ["stroppy", f"run:{run_id}"]
+        assert queue == machine_queue_name(run_id, machine)
         request = StartServicesRequest.model_validate(parameters["request"])
         holder = machine_container_name(run_id, request.machine)
         files_root = tmp_path / "machines" / request.machine
@@ -383,7 +384,6 @@ def test_the_target_is_chosen_by_name_with_settings_from_its_block(monkeypatch: 
         assert settings.terraform.state_root == configured_cloud.terraform_state_dir
         assert settings.terraform.log_level == "WARN"
         assert settings.bootstrap is not None and settings.bootstrap_missing == []
-        assert settings.bootstrap.result_storage_block == f"s3-bucket/{bucket_name}"
         assert settings.bootstrap.lockbox_secret_id == "e6qsecret"
         assert yandex_target.bounds(configured, configured_cloud) == TargetBounds(
             create_machines_s=300 + 1800 + 60, agents_ready_s=900, start_services_s=900 * 5 + 60
@@ -416,9 +416,11 @@ def test_a_cloud_runners_load_files_come_back_through_the_results_bucket(tmp_pat
         request = LoadRequest(
             run_id="yc-load-run", output_dir=str(tmp_path / "vm"), upload_block=block_name,
             steps=[LoadStep(name="load", argv=["sh", "-c", writes], timeout_s=30)],
+            reply_to=ReplyTo(run_id="yc-load-run", s3_block=block_name),
         )  # fmt: skip
-        outcome = run_load(request)
-        assert outcome.files == ["pgbench_log.1", "summary.json"]
+        state = run_load(request, return_state=True)
+        outcome = read_reply(request.reply_to, str(state.state_details.flow_run_id), LoadOutcome)
+        assert outcome.files == ["pgbench_log.1", "summary.json"], "the answer came back as JSON through the bucket"
 
         fetched = S3ResultStorage(S3Bucket.load(block_name, _sync=True)).fetch(
             f"yc-load-run/{LOAD_FILES_PREFIX}", tmp_path / "master"

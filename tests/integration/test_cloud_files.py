@@ -37,7 +37,7 @@ def edge_bootstrap(prefect_api_url: str) -> EdgeBootstrap:
     )  # fmt: skip
     return EdgeBootstrap(
         queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
-        result_storage_block="s3-bucket/stroppy-results", release=release,
+        release=release,
     )  # fmt: skip
 
 

@@ -154,6 +154,16 @@ def test_settings_file_changes_the_address_space(tmp_path: Path) -> None:
     assert "subnet=10.123.0.64/26" in result.stdout
 
 
+def test_the_masters_address_spaces_are_what_plan_uses_too() -> None:
+    spaces = json.dumps({"docker": {"base_cidr": "10.124.0.0/16", "prefix": 25}})
+    result = run_cli_with({"STROPPY_ADDRESS_SPACES": spaces}, "plan", str(EXAMPLES / "topologies" / "instances.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "subnet=10.124.0.0/25" in result.stdout and "subnet=10.124.0.128/25" in result.stdout
+    bad = run_cli_with({"STROPPY_ADDRESS_SPACES": '{"docker": {"base_cidr": "10.124.0.1/16"}}'}, "validate",
+                       str(EXAMPLES / "pgbench.yaml"))  # fmt: skip
+    assert bad.returncode == 2 and "address_spaces" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
 def test_bad_settings_file_names_the_field(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
     settings.write_text("images:\n  etcd: quay.io/coreos/etcd:latest\n")

@@ -80,7 +80,7 @@ RELEASE = EdgeRelease(
 )  # fmt: skip
 BOOTSTRAP = EdgeBootstrap(
     queue="run-0123456789ab-stroppy-runner", lockbox_secret_id="e6qsecret",
-    result_storage_block="s3-bucket/stroppy-results", release=RELEASE,
+    release=RELEASE,
 )  # fmt: skip
 
 
@@ -99,8 +99,8 @@ def test_user_data_installs_the_pinned_package_and_a_hardened_agent_for_the_queu
     assert str(PurePosixPath(LOAD_PASSFILE).parent) == MACHINE_FILES_DIR
     environment = dict(line.split("=", 1) for line in files["/etc/stroppy/edge.env"].splitlines())
     assert environment["PREFECT_API_URL"] == "http://10.0.0.5:4200/api"
-    assert environment["PREFECT_DEFAULT_RESULT_STORAGE_BLOCK"] == "s3-bucket/stroppy-results"
-    assert environment["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "true"
+    assert "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK" not in environment, "a machine persists no Prefect result"
+    assert environment["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
     assert environment["PREFECT_HOME"].startswith(AGENT_STATE_DIR)
     assert "/secrets/e6qsecret/payload" in files["/usr/local/lib/stroppy/fetch-credentials"]
     assert files[PACKAGE_REQUIREMENT] == f"stroppy-flows @ {RELEASE.package_url} --hash=sha256:{'a' * 64}\n"
@@ -124,7 +124,7 @@ def test_user_data_carries_references_only() -> None:
     text = edge_user_data(BOOTSTRAP)
     for secret_marker in ("PREFECT_API_KEY", "AUTH_STRING", "private_key", "BEGIN ", "password"):
         assert secret_marker not in text
-    assert set(EdgeBootstrap.model_fields) == {"queue", "lockbox_secret_id", "result_storage_block", "release"}
+    assert set(EdgeBootstrap.model_fields) == {"queue", "lockbox_secret_id", "release"}
     assert set(EdgeRelease.model_fields) == {
         "prefect_api_url", "package_url", "package_sha256", "requirements_url", "requirements_sha256"
     }  # fmt: skip

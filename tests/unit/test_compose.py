@@ -8,6 +8,7 @@ import re
 
 import yaml
 
+from flows.setup import FLOW_HEARTBEAT_S, SILENT_AFTER_S
 from infra.grafana import DASHBOARDS_DIR, DATASOURCE_UID, FOLDER_UID
 from tests.conftest import REPO
 
@@ -57,3 +58,11 @@ def test_state_that_must_outlive_a_restart_is_kept_outside_the_containers() -> N
     assert "${STROPPY_HOME}:${STROPPY_HOME}" in master["volumes"], "the master's state is on the host"
     for setting in ("STROPPY_RESULTS_DIR", "STROPPY_ARCHIVE_DIR", "STROPPY_HISTORY_DIR", "STROPPY_TERRAFORM_STATE_DIR"):
         assert re.match(r"\$\{STROPPY_HOME(:\?[^}]*)?\}/", master["environment"][setting]), setting
+
+
+def test_the_masters_flow_runs_beat_as_often_as_the_zombie_automation_expects() -> None:
+    master_env = COMPOSE["services"]["master"]["environment"]
+    assert master_env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(FLOW_HEARTBEAT_S)
+    stack = (REPO / "scripts" / "control-plane.sh").read_text()
+    assert f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={FLOW_HEARTBEAT_S} " in stack
+    assert SILENT_AFTER_S >= 3 * FLOW_HEARTBEAT_S

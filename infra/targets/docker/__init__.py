@@ -14,10 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.connections import saved_block
 from infra.images import ImageSet
 from infra.settings import OrchestrationSettings
-from infra.targets.base import SharedHost, TargetError
+from infra.targets.base import LABEL_MANAGED_BY, SharedHost, TargetError
 from infra.targets.docker.backend import DockerTarget, DockerTargetSettings
 from stroppy_domain.bounds import TargetBounds
 from stroppy_domain.capacity import HostCapacity
+from stroppy_domain.subnets import overlapping
 
 if TYPE_CHECKING:
     import docker
@@ -109,6 +110,27 @@ def shared_host(settings: OrchestrationSettings, docker_settings: DockerSettings
     return SharedHost(key=f"docker:{info['ID']}", capacity=capacity, unenforced=["disk_gb"])
 
 
+def address_conflicts(
+    base_cidr: str, settings: OrchestrationSettings, docker_settings: DockerSettings | None = None
+) -> list[str]:
+    """The engine's networks that no run made (they lack the manager label) and whose subnets overlap `base_cidr`.
+    Raises TargetError, retryable, when the engine does not answer."""
+    del settings
+    import docker  # noqa: PLC0415
+
+    with docker_client(docker_settings or DockerSettings()) as client:
+        try:
+            networks = client.api.networks()
+        except docker.errors.DockerException as error:
+            raise TargetError(f"the Docker engine did not list its networks: {error}", retryable=True) from error
+    foreign = {
+        network["Name"]: [config.get("Subnet", "") for config in (network.get("IPAM") or {}).get("Config") or []]
+        for network in networks
+        if LABEL_MANAGED_BY not in (network.get("Labels") or {})
+    }
+    return overlapping(base_cidr, foreign)
+
+
 def target_settings(
     settings: OrchestrationSettings, docker_settings: DockerSettings | None = None
 ) -> DockerTargetSettings:
@@ -121,8 +143,8 @@ def target_settings(
         machine_environment={
             "PREFECT_API_URL": own.edge_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-            "PREFECT_LOCAL_STORAGE_PATH": f"{results}/prefect",
+            # A machine persists no Prefect result: the master never reads one (infra.edge_replies).
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
             "STROPPY_FLOWS_DIR": own.edge_flows_dir,
         },
         machine_binds=[f"{results}:{results}"],
@@ -166,6 +188,7 @@ __all__ = [
     "DockerSettings",
     "DockerTarget",
     "DockerTargetSettings",
+    "address_conflicts",
     "bounds",
     "docker_client",
     "docker_host",

@@ -125,6 +125,12 @@ def runner_directory(run_id: str) -> PurePosixPath:
     return PurePosixPath(AGENT_STATE_DIR) / "runs" / run_id
 
 
+def address_conflicts(base_cidr: str, settings: OrchestrationSettings) -> list[str]:
+    """None: each run's network is its own VPC, which no existing network shares."""
+    del base_cidr, settings
+    return []
+
+
 def shared_host(settings: OrchestrationSettings) -> None:
     """None: every machine is its own VM, sized by its hardware."""
     del settings
@@ -142,7 +148,7 @@ def target_settings(settings: OrchestrationSettings, cloud: YandexSettings | Non
     release = {field: getattr(own, name) for field, name in RELEASE_SETTINGS.items()}
     needed = {f"STROPPY_{name.upper()}": release[field] for field, name in RELEASE_SETTINGS.items()} | {
         f"lockbox_secret_id of block {own.yandex_cloud_block}": block.lockbox_secret_id,
-        f"a saved S3Bucket block {settings.archive_s3_block!r} (STROPPY_ARCHIVE_S3_BLOCK: the machines' results "
+        f"a saved S3Bucket block {settings.archive_s3_block!r} (STROPPY_ARCHIVE_S3_BLOCK: the machines' answers "
         "and load files come back through it)": bucket,
     }
     missing = [name for name, value in needed.items() if not value]
@@ -151,7 +157,6 @@ def target_settings(settings: OrchestrationSettings, cloud: YandexSettings | Non
         bootstrap = MachineBootstrap(
             release=EdgeRelease(**release),
             lockbox_secret_id=block.lockbox_secret_id,
-            result_storage_block=f"s3-bucket/{settings.archive_s3_block}",
         )
     return YandexTargetSettings(
         cloud_id=block.cloud_id,
@@ -186,6 +191,7 @@ __all__ = [
     "YandexSettings",
     "YandexTarget",
     "YandexTargetSettings",
+    "address_conflicts",
     "bounds",
     "cloud_block",
     "is_available",

@@ -64,9 +64,6 @@ class MachineBootstrap(BaseModel):
 
     release: EdgeRelease
     lockbox_secret_id: str = Field(description="The Lockbox secret the edge agents read their credentials from.")
-    result_storage_block: str = Field(
-        description="Storage block (`s3-bucket/<name>`) the machines' edge flows persist their results in."
-    )
 
 
 class YandexTargetSettings(BaseModel):
@@ -171,7 +168,6 @@ class YandexTarget(ReleasedOnExit):
                 EdgeBootstrap(
                     queue=machine_queue_name(run.run_id, machine.name),
                     lockbox_secret_id=bootstrap.lockbox_secret_id,
-                    result_storage_block=bootstrap.result_storage_block,
                     release=bootstrap.release,
                 )
             )
@@ -263,7 +259,7 @@ class YandexTarget(ReleasedOnExit):
         try:
             self._dispatch(
                 START_SERVICES_DEPLOYMENT, {"request": request.model_dump(mode="json")}, queue,
-                self._settings.services_timeout_s, tags=edge_tags(run.run_id),
+                self._settings.services_timeout_s, tags=edge_tags(run.run_id), machine=machine,
             )  # fmt: skip
         except Exception as error:  # whatever stopped one machine, every machine's outcome is reported together
             return error
