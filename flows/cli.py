@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -246,6 +247,24 @@ def _regressions(args: argparse.Namespace) -> int:
     return regressions(args.input, _max_input_bytes())
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from flows.keep import live_runs, render_runs  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
+
+    del args
+    print(render_runs(live_runs(OrchestrationSettings())))
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from flows.keep import release_run  # noqa: PLC0415
+    from infra.settings import OrchestrationSettings  # noqa: PLC0415
+
+    report = release_run(args.run, OrchestrationSettings())
+    print(f"released {args.run}: {report.model_dump_json()}")
+    return EXIT_OK
+
+
 def _history(args: argparse.Namespace) -> int:
     from flows.history_command import history  # noqa: PLC0415 - the store and Prefect load only for this command
     from stroppy_domain.model import RegressionRule  # noqa: PLC0415
@@ -324,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--format", choices=["table", "json"], default="table")
     runs.set_defaults(handler=_history)
 
+    _add_run_commands(commands)
+
     stroppy = commands.add_parser("stroppy", help="manage the pinned stroppy releases")
     stroppy_commands = stroppy.add_subparsers(dest="stroppy_command", required=True)
     pin_release = stroppy_commands.add_parser("pin", help="download a release once and record its sha256")
@@ -332,6 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     pin_release.add_argument("--lock", help="lock file (default: STROPPY_RELEASE_LOCK, stroppy.lock.json)")
     pin_release.set_defaults(handler=_stroppy_pin)
     return parser
+
+
+def _add_run_commands(commands: Any) -> None:
+    """`runs` and `release`: the runs that hold machines, and tearing one down early."""
+    runs = commands.add_parser("runs", help="list the runs that hold machines: live, kept after a failure, or left")
+    runs.set_defaults(handler=_runs)
+    release = commands.add_parser("release", help="tear down a run kept after its failure (or left) now")
+    release.add_argument("run", help="the run's id, as `runs` lists it")
+    release.set_defaults(handler=_release)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

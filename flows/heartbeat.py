@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.teardown import LEDGER_CPUS, LEDGER_SUBNET
 from infra.connections import redis_client
@@ -21,34 +21,41 @@ from infra.settings import OrchestrationSettings
 from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace
 
+if TYPE_CHECKING:
+    import redis
+
 
 def beat(run_id: str, settings: OrchestrationSettings) -> list[str]:
     """Renew the run's ledger, and the leases its ledger says it holds; returns what was renewed. A lease recorded
     but not taken yet (the ledger is written first) is skipped.
 
     Raises LedgerError, ReservationStoreUnavailable or ReservationError when Redis refuses or does not answer."""
-    renewed: list[str] = []
     with redis_client(settings) as client:
         ledger = RunLedger(client, run_id)
         if not ledger.beat(settings.ledger_ttl_s):
-            return renewed
-        renewed.append("ledger")
-        entries = ledger.entries()
-        subnet = entries.get(LEDGER_SUBNET)
-        if subnet is not None:
-            space = AddressSpace(base_cidr=subnet["base_cidr"], prefix=subnet["prefix"])
-            try:
-                SubnetReservations(client, Target(subnet["target"]), space).renew(run_id, settings.reservation_ttl_s)
-                renewed.append("subnet")
-            except ReservationNotHeld:  # recorded, not leased yet (or released)
-                pass
-        cpus = entries.get(LEDGER_CPUS)
-        if cpus is not None:
-            try:
-                CpuLeases(client, cpus["host"]).renew(run_id, settings.reservation_ttl_s)
-                renewed.append("cpus")
-            except CapacityError:  # recorded, not granted yet (or released)
-                pass
+            return []
+        return ["ledger", *renew_leases(client, run_id, ledger.entries(), settings.reservation_ttl_s)]
+
+
+def renew_leases(client: redis.Redis, run_id: str, entries: dict[str, Any], ttl_s: int) -> list[str]:
+    """Extend the subnet and CPU leases that the ledger's `entries` say the run holds to `ttl_s` from now; returns
+    which. Raises ReservationStoreUnavailable or ReservationError when Redis refuses or does not answer."""
+    renewed = []
+    subnet = entries.get(LEDGER_SUBNET)
+    if subnet is not None:
+        space = AddressSpace(base_cidr=subnet["base_cidr"], prefix=subnet["prefix"])
+        try:
+            SubnetReservations(client, Target(subnet["target"]), space).renew(run_id, ttl_s)
+            renewed.append("subnet")
+        except ReservationNotHeld:  # recorded, not leased yet (or released)
+            pass
+    cpus = entries.get(LEDGER_CPUS)
+    if cpus is not None:
+        try:
+            CpuLeases(client, cpus["host"]).renew(run_id, ttl_s)
+            renewed.append("cpus")
+        except CapacityError:  # recorded, not granted yet (or released)
+            pass
     return renewed
 
 

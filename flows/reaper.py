@@ -67,7 +67,7 @@ def _evidence(
             flow_run_id = ledger.entries().get(LEDGER_FLOW_RUN)
             found[run_id] = RunEvidence(
                 run_id=run_id, has_ledger=True, opened_at=ledger.opened_at(), flow_run_id=flow_run_id,
-                heartbeat_at=ledger.heartbeat_at(),
+                heartbeat_at=ledger.heartbeat_at(), kept_until=ledger.kept_until(),
             )  # fmt: skip
     for target in targets:
         try:

@@ -11,7 +11,6 @@ resource is written to the ledger before it is created; teardown runs in `finall
 from __future__ import annotations
 
 import ipaddress
-import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from prefect.states import Failed, State
 from flows.capacity import held_to, open_load_window, runs_beside, take_cpus
 from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
 from flows.heartbeat import RunHeartbeat
+from flows.keep import finish_run, teardown
 from flows.progress import InjectedFailure, RunTimeline
 from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.teardown import (
@@ -33,7 +33,6 @@ from flows.teardown import (
     LEDGER_SCRAPE,
     LEDGER_SUBNET,
     LEDGER_TARGET,
-    TeardownReport,
     metrics_store,
     tear_down,
 )
@@ -278,12 +277,6 @@ def run_load_on_runner(
     return outcome
 
 
-@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
-def teardown(run_id: str, settings: OrchestrationSettings) -> TeardownReport:
-    """`tear_down` as a task: raises LedgerError, TargetError or ReservationError as it does."""
-    return tear_down(run_id, settings)
-
-
 def _injected_step(test: BenchmarkTest, settings: OrchestrationSettings) -> RunStep | None:
     step = settings.inject_failure_at.get(test.name)
     if step is None:
@@ -316,6 +309,8 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         test, target_module(target).bounds(settings), settings.install_timeout_s, settings.load_margin_s
     )
     heartbeat = RunHeartbeat(run_id, settings, get_run_logger()).start()
+    planned: RunSpec | None = None
+    passed = False
     try:
         with step(RunStep.VALIDATE):
             bounded(validate_and_open_ledger, bounds.validate_step)(
@@ -328,6 +323,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             subnet = bounded(reserve_subnet, bounds.reserve)(run_id, target, machines, settings)
         with step(RunStep.PLAN):
             run: RunSpec = bounded(plan_topology, bounds.plan)(test, target, subnet, run_id, grant, settings)
+            planned = run
         _bring_up(run, target, settings, bounds, step)
         with step(RunStep.INSTALL):
             installed: InstalledTool | None = None
@@ -367,12 +363,12 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         timeline.progress.finish(str(result.verdict))
         if result.verdict is not Verdict.PASSED:
             return Failed(message=f"{result.verdict}: {result.reason}", data=result)
+        passed = True
         return result
     finally:
         heartbeat.stop()
-        started = time.monotonic()
-        report: TeardownReport = bounded(teardown, bounds.teardown)(run_id, settings)
-        get_run_logger().info("teardown in %.1f s: %s", time.monotonic() - started, report.model_dump())
+        keep_s = None if passed else test.keep_on_failure
+        finish_run(run_id, planned, keep_s, bounded(teardown, bounds.teardown), settings, get_run_logger())
 
 
 def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bounds: RunBounds, step: Any) -> None:

@@ -16,6 +16,7 @@ from prefect.deployments import arun_deployment
 from prefect.exceptions import MissingResult
 from prefect.states import Completed, Failed, State
 
+from flows.keep import kept_until
 from flows.reporting import RunResult
 from flows.run import run_id_for
 from flows.suite_report import write_suite_report
@@ -86,9 +87,7 @@ async def run_suite(suite: Suite) -> State:
                 child: FlowRun = await arun_deployment(
                     TEST_RUN_DEPLOYMENT,
                     parameters={
-                        "test": test.model_copy(update={"isolation": suite.isolation_of(test)}).model_dump(
-                            mode="json", by_alias=True
-                        ),
+                        "test": suite.resolved(test).model_dump(mode="json", by_alias=True),
                         "target": str(suite.target_of(test)),
                     },
                     timeout=bound,
@@ -108,7 +107,11 @@ async def run_suite(suite: Suite) -> State:
                 await asyncio.to_thread(cancel_flow_run, child.id, started, "its suite stopped waiting")
                 message = f"still {state.name if state else 'unscheduled'} after {bound:.0f} s; cancelled"
             try:
-                await asyncio.to_thread(tear_down, run_id, settings)
+                kept = await asyncio.to_thread(kept_until, run_id, settings)
+                if kept is None:
+                    await asyncio.to_thread(tear_down, run_id, settings)
+                else:  # its test keeps failures for a look: `stroppy-flows release` or the reaper ends it
+                    message = f"{message}; kept until {kept:%Y-%m-%d %H:%M} UTC"
             except Exception as error:  # the other tests go on; this one reports it, and the reaper retries later
                 message = f"{message}; teardown after it failed too: {error}"
             data = await _failed_run_data(state)

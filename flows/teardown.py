@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
+from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field
 
-from infra.connections import redis_client
+from infra.connections import delete_block, redis_client
 from infra.cpu_leases import CpuLeases
 from infra.edge_queues import delete_queues
 from infra.ledger import RunLedger
@@ -27,6 +28,7 @@ LEDGER_SUBNET = "subnet"
 LEDGER_CPUS = "cpus"
 LEDGER_QUEUES = "queues"
 LEDGER_SCRAPE = "scrape"
+LEDGER_KEPT_SECRET = "kept_secret"  # the Secret block with a kept run's password (flows.keep)
 LEDGER_FLOW_RUN = "flow_run"  # not a resource: tells the reaper which flow run owns the ledger
 
 logger = logging.getLogger("stroppy.teardown")
@@ -80,6 +82,9 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
         if LEDGER_CPUS in entries:
             report.released_cpus = CpuLeases(client, entries[LEDGER_CPUS]["host"]).release(run_id)
             ledger.forget(LEDGER_CPUS)
+        if LEDGER_KEPT_SECRET in entries:
+            delete_block(Secret, entries[LEDGER_KEPT_SECRET])
+            ledger.forget(LEDGER_KEPT_SECRET)
         LoadWindows(client).close(run_id)  # a load that failed or was killed has ended too
         ledger.close()
     logger.info("run %s torn down: %s", run_id, report.model_dump())

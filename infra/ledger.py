@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 KEY_PREFIX = "stroppy:ledger"
 OPENED = "opened_at"
 HEARTBEAT = "heartbeat_at"
-_NOT_RESOURCES = {OPENED, HEARTBEAT}
+KEPT = "kept_until"
+_NOT_RESOURCES = {OPENED, HEARTBEAT, KEPT}
 # KEYS: the ledger. ARGV: ttl_s. Beats only a ledger that exists: a beat racing teardown must not bring back a closed
 # ledger (without an expiry). The time is the Redis server's, one clock for every master and the reaper.
 _BEAT = """
@@ -68,6 +69,18 @@ class RunLedger:
         Raises LedgerError when Redis refuses or does not answer."""
         raw = self._call(lambda: self._client.hget(self.key, HEARTBEAT), "read")
         return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else None
+
+    def keep(self, until: datetime, ttl_s: int) -> None:
+        """Mark a failed run kept for a look until `until` (the reaper leaves it alone till then), and make the ledger
+        outlive that by `ttl_s`. Raises LedgerError when Redis refuses or does not answer."""
+        self._call(lambda: self._client.hset(self.key, KEPT, json.dumps(until.isoformat())), "keep")
+        self._call(lambda: self._client.expire(self.key, ttl_s), "set the expiry of")
+
+    def kept_until(self) -> datetime | None:
+        """Until when a failed run is kept; None when it is not. Raises LedgerError when Redis refuses or does not
+        answer."""
+        raw = self._call(lambda: self._client.hget(self.key, KEPT), "read")
+        return datetime.fromisoformat(json.loads(raw)) if raw else None
 
     def forget(self, kind: str) -> None:
         """Drop an entry once its resource is gone. Raises LedgerError when Redis refuses or does not answer."""

@@ -61,6 +61,9 @@ class OrchestrationSettings(BaseSettings):
         "running alone while its heartbeat is fresh, and reaps it once the heartbeat is older than its grace.",
     )
     load_margin_s: int = Field(default=300, ge=0, description="Time a load may take beyond its duration.")
+    keep_on_failure_max_s: int = Field(
+        default=24 * 3600, gt=0, description="The longest a test's `keep_on_failure` may keep a failed run's machines."
+    )
     metrics_url: str = Field(
         default="http://127.0.0.1:8428", description="VictoriaMetrics: scrapes the runs' exporters, stores load series."
     )

@@ -23,7 +23,9 @@ from stroppy_domain.timeseries import Series
 
 FINGERPRINT_CHARS = 16
 """Hex digits of the fingerprint: 64 bits, so ten thousand setups collide with odds below one in ten billion."""
-_NOT_MEASURED = {"name", "description", "thresholds", "regression", "target", "isolation", "repeat"}
+_NOT_MEASURED = {
+    "name", "description", "thresholds", "regression", "target", "isolation", "repeat", "keep_on_failure",
+}  # fmt: skip
 
 
 def fingerprint(test: BenchmarkTest, target: Target, isolation: Isolation) -> str:

@@ -231,6 +231,13 @@ class BenchmarkTest(InputModel):
     regression: RegressionRule | None = Field(
         default=None, description="Fail a run that is significantly worse than this test's history."
     )
+    keep_on_failure: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="Keep a failed run's machines this long (e.g. `2h`) to look into them: its report says how to "
+        "connect; `stroppy-flows release RUN` tears it down earlier. At most the master's "
+        "`STROPPY_KEEP_ON_FAILURE_MAX_S`. Absent: the suite's; torn down at once.",
+    )
     repeat: Integer = Field(
         default=1,
         ge=1,
@@ -251,6 +258,9 @@ class Suite(InputModel):
         "runs share the CPUs no exclusive run holds, on purpose (a laptop), and the report says so. Memory is a "
         "hard limit either way. Unless a test names its own.",
     )
+    keep_on_failure: Seconds | None = Field(
+        default=None, gt=0, description="Keep failed runs' machines this long, unless a test says its own."
+    )
     tests: list[BenchmarkTest] = Field(min_length=1, description="Its tests; names unique.")
     compare: list[Comparison] = Field(
         default_factory=list, max_length=16, description="Tests compared with a baseline test, over repetitions."
@@ -261,3 +271,8 @@ class Suite(InputModel):
 
     def isolation_of(self, test: BenchmarkTest) -> Isolation:
         return test.isolation or self.isolation
+
+    def resolved(self, test: BenchmarkTest) -> BenchmarkTest:
+        """The test with what it takes from the suite written in: its isolation and how long a failure is kept."""
+        keep = test.keep_on_failure or self.keep_on_failure
+        return test.model_copy(update={"isolation": self.isolation_of(test), "keep_on_failure": keep})

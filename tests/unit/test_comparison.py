@@ -159,3 +159,15 @@ def test_repeat_is_a_whole_number_from_1_to_20(repeat: object) -> None:
 def test_repetitions_are_runs_of_the_same_setup() -> None:
     once, thrice = _suite([_test("a")]).tests[0], _suite([_test("a", 3)]).tests[0]
     assert fingerprint(once, Target.DOCKER, Isolation.SHARED) == fingerprint(thrice, Target.DOCKER, Isolation.SHARED)
+
+
+def test_a_suite_keeps_failures_unless_a_test_says_its_own_and_keeping_is_not_measured() -> None:
+    suite = validate_suite(
+        {"name": "s", "keep_on_failure": "2h", "tests": [_test("a"), _test("b", keep_on_failure="10m")]}
+    )
+    a, b = (suite.resolved(test) for test in suite.tests)
+    assert (a.keep_on_failure, b.keep_on_failure, a.isolation) == (7200, 600, Isolation.SHARED)
+    plain = _suite([_test("a")]).tests[0]
+    assert fingerprint(plain, Target.DOCKER, Isolation.SHARED) == fingerprint(a, Target.DOCKER, Isolation.SHARED)
+    with pytest.raises(InvalidSuiteError, match=r"tests\[0\]\.keep_on_failure"):
+        _suite([_test("a", keep_on_failure="0s")])

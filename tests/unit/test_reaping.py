@@ -54,6 +54,11 @@ def running(**fields: object) -> RunEvidence:
                      id="a heartbeat just within the grace"),
         pytest.param(evidence(flow_run_id="f", flow_run_found=True, flow_state="COMPLETED", heartbeat_at=JUST_NOW),
                      "ended COMPLETED", id="an ended run's last beat does not keep it"),
+        pytest.param(evidence(flow_run_id="f", flow_run_found=True, flow_state="FAILED", expires_at=LONG_AGO,
+                              kept_until=NOW + timedelta(hours=1)), None,
+                     id="a failed run kept for a look, even past its expiry label"),
+        pytest.param(evidence(flow_run_id="f", flow_run_found=True, flow_state="FAILED", kept_until=JUST_NOW),
+                     "kept after its failure until", id="a kept run whose time is up"),
     ],
 )  # fmt: skip
 def test_reap_reason(known: RunEvidence, reason: str | None) -> None:
