@@ -24,6 +24,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from infra.local_control_plane import use_local_auth
+
+use_local_auth()  # the local API's auth string, before Prefect reads its settings
+
 import docker
 import yaml
 from prefect import flow

@@ -28,9 +28,9 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 
-from flows.cli import main as cli_main  # noqa: E402 - needs the checkout on sys.path first
-from infra.settings import OrchestrationSettings  # noqa: E402
-from stroppy_domain import parsing  # noqa: E402
+from flows.cli import main as cli_main
+from infra.settings import OrchestrationSettings
+from stroppy_domain import parsing
 
 CORPUS = REPOSITORY / "tests" / "data" / "hostile"
 

@@ -16,6 +16,10 @@ import argparse
 import statistics
 import time
 
+from infra.local_control_plane import use_local_auth
+
+use_local_auth()  # the local API's auth string, before Prefect reads its settings
+
 from prefect.deployments import run_deployment
 
 from flows.reporting import RunResult

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from flows.errors import OperateError
 from flows.input_files import InputFileError, read_bounded
 from infra.images import planner_settings
+from infra.local_control_plane import use_local_auth
 from stroppy_domain.errors import REPORT_CHARS, InvalidSuiteError, Issue, PlanningError, StroppyError, printable
 from stroppy_domain.parsing import parse_document
 from stroppy_domain.placement import plan_run
@@ -366,6 +367,7 @@ def _add_run_commands(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_local_auth()
     try:
         return args.handler(args)
     except InvalidSuiteError as error:

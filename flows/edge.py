@@ -81,13 +81,17 @@ def run_load(request: LoadRequest) -> LoadOutcome:
     outcomes = []
     host: HostEvidence | None = None
     host_error = ""
+    secrets = _read_secrets(request.steps)
     for step in request.steps:
         for name, content in step.files.items():
             (output_dir / name).write_text(content)
         log.info("%s: %s (bounded to %d s)", step.name, " ".join(step.argv), step.timeout_s)
         samples = _idle_samples(log) if step.measured else None
         started_at = datetime.now(UTC)
-        result = run_bounded(step.argv, step.env, output_dir, step.timeout_s, log.info)
+        step_secrets = {variable: secrets[block] for variable, block in step.secret_env.items()}
+        result = run_bounded(
+            step.argv, step.env | step_secrets, output_dir, step.timeout_s, log.info, step_secrets.values()
+        )
         if step.measured:
             host, host_error = _host_evidence(samples, result.duration_s)
         outcomes.append(
@@ -113,6 +117,24 @@ def run_load(request: LoadRequest) -> LoadOutcome:
     outcome = LoadOutcome(steps=outcomes, files=files, host=host, host_error=host_error)
     send_reply(request.reply_to, str(runtime.flow_run.id), outcome)
     return outcome
+
+
+def _read_secrets(steps: list[LoadStep]) -> dict[str, str]:
+    """The value of each Secret block the steps name (block name -> value), read here on the runner, once each.
+
+    Raises LoadFailed naming the variable and the block that cannot be read."""
+    values: dict[str, str] = {}
+    for step in steps:
+        for variable, block in step.secret_env.items():
+            if block in values:
+                continue
+            try:
+                values[block] = str(load_block_sync(Secret, block).get())
+            except ValueError as error:
+                raise LoadFailed(
+                    f"stroppy.env.{variable}: the Secret block {block!r} cannot be read: {error}"
+                ) from None
+    return values
 
 
 def _idle_samples(log: Any) -> tuple[HostSample, HostSample] | str:

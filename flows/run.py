@@ -41,9 +41,9 @@ from infra.edge_queues import create_queues, dispatch, edge_tags, wait_until_rea
 from infra.edge_replies import ReplyTo, read_reply
 from infra.images import planner_settings
 from infra.ledger import RunLedger
-from infra.prefect_sync import called_sync
+from infra.prefect_sync import called_sync, refuse_missing_secrets
 from infra.reservations import SubnetReservations
-from infra.result_storage import ResultStorageError, S3ResultStorage
+from infra.result_storage import ResultStorageError, S3ResultStorage, prepare_run_directory
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ReleaseLock, release_url
@@ -53,7 +53,7 @@ from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
 from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
 from stroppy_domain.history import fingerprint
-from stroppy_domain.load import LoadStep, load_steps
+from stroppy_domain.load import LoadStep, load_steps, secret_references
 from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Isolation, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.services import generate_password
@@ -104,7 +104,8 @@ def validate_and_open_ledger(
     """Validate the test as a suite of one on `target`, against the size of the target's host when its machines
     share one; then open the run's ledger with its flow run in it.
 
-    Raises InvalidSuiteError when the test cannot be run (or not on that host), TargetError when the target's
+    Raises InvalidSuiteError when the test cannot be run (or not on that host, or names a Secret block that is not
+    saved), ResultStorageError when the run's results directory cannot be written, TargetError when the target's
     engine does not answer or its address space overlaps a network the target has, and LedgerError when the ledger
     cannot be written."""
     host = target_module(target).shared_host(settings)
@@ -114,6 +115,8 @@ def validate_and_open_ledger(
         planner = planner.model_copy(update={"host_capacity": {target: host.capacity}})
     suite = {"name": "run", "target": str(target), "tests": [test.model_dump(mode="json", by_alias=True)]}
     validate_suite(suite, settings=planner)
+    refuse_missing_secrets(secret_references(test))
+    prepare_run_directory(settings.results_dir / run_id)
     with redis_client(settings) as client:
         ledger = RunLedger(client, run_id)
         ledger.open(settings.ledger_ttl_s)

@@ -112,12 +112,19 @@ def dispatch(
     child = called_sync(run_deployment(deployment, parameters=parameters, work_queue_name=queue, timeout=0, tags=tags))
     deadline = time.monotonic() + bound_s
     check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
+    answering_since = time.monotonic()
     with get_client(sync_client=True) as client:
         while True:
+            asked = time.monotonic()
             state = client.read_flow_run(child.id).state
             if state is not None and state.is_final():
                 break
-            silent_s = _silent_s(client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled)
+            last_polled = client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled
+            if time.monotonic() - asked > AGENT_CHECK_S:
+                # The API was away or slow (a restart; Prefect's client waited for it): no agent could poll it
+                # meanwhile, so an agent's silence counts from now.
+                answering_since = time.monotonic()
+            silent_s = agent_silence_s(last_polled, answering_since)
             if silent_s is not None and silent_s > AGENT_SILENT_S:
                 cancel_flow_run(child.id, started=state is not None and state.is_running(), why="its machine is gone")
                 raise EdgeAgentsNotReady(
@@ -134,8 +141,11 @@ def dispatch(
     return str(child.id)
 
 
-def _silent_s(last_polled: datetime | None) -> float | None:
-    return None if last_polled is None else (datetime.now(UTC) - last_polled).total_seconds()
+def agent_silence_s(last_polled: datetime | None, answering_since: float) -> float | None:
+    """How long the agent has not polled while the API answered; None before its first poll."""
+    if last_polled is None:
+        return None
+    return min((datetime.now(UTC) - last_polled).total_seconds(), time.monotonic() - answering_since)
 
 
 def cancel_flow_run(flow_run_id: UUID, started: bool, why: str = "its dispatcher stopped waiting") -> None:

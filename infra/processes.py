@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,17 +27,25 @@ class ProcessResult:
     lines: int = 0
 
 
-class OutputSummary:
-    """Passes the first lines, then at most one line a second, to `log`; keeps the last lines for the result."""
+MASK = "***"
 
-    def __init__(self, log: Callable[[str], None]) -> None:
+
+class OutputSummary:
+    """Passes the first lines, then at most one line a second, to `log`; keeps the last lines for the result. Each
+    of `secrets` is replaced by `MASK` in both."""
+
+    def __init__(self, log: Callable[[str], None], secrets: Collection[str] = ()) -> None:
         self._log = log
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
         self._last_logged = 0.0
         self._skipped = 0
         self.lines = 0
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def add(self, line: str) -> None:
+        for secret in self._secrets:
+            line = line.replace(secret, MASK)
         self.lines += 1
         self.tail.append(line)
         now = time.monotonic()
@@ -57,11 +65,16 @@ def clean_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_bounded(
-    argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, log: Callable[[str], None]
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout_s: float,
+    log: Callable[[str], None],
+    secrets: Collection[str] = (),
 ) -> ProcessResult:
-    """Run `argv`, killing its whole process group once `timeout_s` has passed."""
+    """Run `argv`, killing its whole process group once `timeout_s` has passed; `secrets` are masked in its output."""
     started = time.monotonic()
-    summary = OutputSummary(log)
+    summary = OutputSummary(log, secrets)
     process = subprocess.Popen(
         argv, cwd=cwd, env=clean_environment(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         errors="replace", start_new_session=True,

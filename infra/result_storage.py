@@ -17,6 +17,27 @@ class ResultStorageError(StroppyError):
     """A file could not be stored; names the file and the destination."""
 
 
+PROBE_BYTES = 64 * 1024
+"""What the probe of a run's directory writes: a directory that cannot take this fails the run before it starts."""
+
+
+def prepare_run_directory(path: Path) -> None:
+    """Make a run's directory under the results directory and prove it takes a file, so that a results directory
+    that is read-only, full or not a directory fails the run before anything is created for it.
+
+    Raises ResultStorageError naming the directory and the system's reason."""
+    probe = path / ".writable"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(bytes(PROBE_BYTES))
+        probe.unlink()
+    except OSError as error:
+        raise ResultStorageError(
+            f"the results directory {path} cannot be written ({error.strerror or error}): free its disk or fix its "
+            "permissions (STROPPY_RESULTS_DIR)"
+        ) from None
+
+
 class ResultStorage(Protocol):
     def store(self, run_id: str, source: Path) -> str:
         """Store every file under `source` as the run's files; return where they are.

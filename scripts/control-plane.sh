@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
 port=${STROPPY_PREFECT_PORT:-4200}
 export PREFECT_HOME=$state/prefect
-export PREFECT_API_URL=http://127.0.0.1:$port/api
+use_local_control_plane "$state"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
 # The master's flow results, outside the results directory that Docker machines share (and could write).
@@ -28,8 +28,10 @@ server_healthy() { curl -fsS --max-time 2 "$PREFECT_API_URL/health" >/dev/null 2
 start() {
   mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
   if ! server_healthy; then
-    # Machines reach the API through their network's gateway, so the server listens beyond loopback.
-    setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port" \
+    # Machines reach the API through their network's gateway, so the server listens beyond loopback, and requires
+    # the auth string every client of it sends (the master passes it on to the machines it starts).
+    PREFECT_SERVER_API_AUTH_STRING=$PREFECT_API_AUTH_STRING \
+      setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port" \
       >"$state/prefect-server.log" 2>&1 < /dev/null &
     echo $! > "$state/prefect-server.pid"
     for _ in $(seq 1 120); do server_healthy && break; sleep 0.5; done

@@ -7,6 +7,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+log() { printf '[run-suite] %s\n' "$*" >&2; }
 suite=$(realpath "${1:?usage: $0 SUITE_FILE}")
 cd "$root"
 
@@ -16,5 +19,5 @@ uv run --frozen stroppy-flows validate "$suite"
 trap 'bash scripts/stack.sh stop' EXIT
 bash scripts/stack.sh start
 
-export PREFECT_API_URL=http://127.0.0.1:${STROPPY_PREFECT_PORT:-4200}/api
+use_local_control_plane "${STROPPY_STATE_DIR:-$root/.state}"
 uv run --frozen stroppy-flows run "$suite"

@@ -24,6 +24,7 @@ export STROPPY_LOAD_MARGIN_S=30
 # Runs annotate and link Grafana through the stand-in the end-to-end tests serve (tests/e2e/conftest.py).
 export STROPPY_GRAFANA_BLOCK=grafana-standin
 bash scripts/stack.sh start
+use_local_control_plane "${STROPPY_STATE_DIR:-$root/.state}"
 # The cloud target's tests push the service images to a registry and have machines pull them from it.
 bash scripts/services.sh registry
 

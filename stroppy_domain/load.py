@@ -12,7 +12,7 @@ from pydantic import Field
 
 from stroppy_domain import stroppy_v5
 from stroppy_domain.errors import StroppyError
-from stroppy_domain.model import BenchmarkTest, Driver, Model, Thresholds
+from stroppy_domain.model import BenchmarkTest, Driver, Model, SecretRef, Thresholds
 from stroppy_domain.plan import Connection
 from stroppy_domain.services import LOAD_PASSFILE
 from stroppy_domain.thresholds import parse_assertion, stat_key
@@ -28,6 +28,11 @@ class LoadStep(Model):
     name: str
     argv: list[str]
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables whose values the runner reads from these Secret blocks (variable -> block name) into "
+        "the step's environment; their values are masked in its output.",
+    )
     timeout_s: int = Field(gt=0)
     measured: bool = Field(default=False, description="The measurement itself: never retried.")
     files: dict[str, str] = Field(
@@ -174,21 +179,31 @@ def stroppy_steps(
     env = {"PGPASSFILE": LOAD_PASSFILE}
     url = connection.dsn()
     prepare_s, _, run_s = load_timeouts_s(test, margin_s)
-    knobs = load.env | {"VUS": str(load.clients), "DURATION": f"{load.duration}s", "SCALE_FACTOR": str(load.scale)}
+    # stroppy reads the process environment before its `-e` values: a secret travels only in the former.
+    plain = {name: value for name, value in load.env.items() if isinstance(value, str)}
+    secrets = {name: value.secret for name, value in load.env.items() if isinstance(value, SecretRef)}
+    knobs = plain | {"VUS": str(load.clients), "DURATION": f"{load.duration}s", "SCALE_FACTOR": str(load.scale)}
     options = K6_OPTIONS_FILE if test.thresholds else None
     arguments = stroppy_v5.k6_arguments(workdir, SUMMARY_FILE, K6_METRICS_FILE, options, trend_stats(test.thresholds))
     return [
         LoadStep(
-            name="stroppy-prepare", env=env, timeout_s=prepare_s,
-            argv=stroppy_v5.prepare_argv(binary, load.workload, url, load.scale, load.env),
+            name="stroppy-prepare", env=env, secret_env=secrets, timeout_s=prepare_s,
+            argv=stroppy_v5.prepare_argv(binary, load.workload, url, load.scale, plain),
         ),
         LoadStep(
-            name="stroppy-run", env=env, timeout_s=run_s, measured=True,
+            name="stroppy-run", env=env, secret_env=secrets, timeout_s=run_s, measured=True,
             argv=stroppy_v5.measure_argv(binary, load.workload, url, knobs, arguments),
             files={K6_OPTIONS_FILE: k6_options(test.thresholds)} if options else {},
             verdict_exits=list(stroppy_v5.VERDICT_EXITS),
         ),
     ]  # fmt: skip
+
+
+def secret_references(test: BenchmarkTest) -> dict[str, str]:
+    """The Secret block each secret of the load's environment names, by its path in the test (`stroppy.env.X`)."""
+    return {
+        f"stroppy.env.{name}": value.secret for name, value in test.stroppy.env.items() if isinstance(value, SecretRef)
+    }
 
 
 def load_steps(

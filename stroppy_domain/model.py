@@ -75,6 +75,7 @@ from stroppy_domain.model_rules import (
     GucValue,
     LoadEnv,
     PostgresqlConf,
+    SecretRef,
     check_backup_path,
     check_conf_names,
     check_cron,
@@ -91,8 +92,8 @@ __all__ = [
     "Dedicated", "Driver", "Endpoint", "Etcd", "ExistingDatabase", "Flag", "GucValue", "Hardware", "InputModel",
     "InstanceTemplate", "Integer", "Isolation", "LoadEnv", "LocalStorage", "MetricChoice", "Model", "NodeExporter",
     "PatroniSettings", "Percent", "PgBouncer", "Placement", "PoolMode", "Port", "PostgresExporter",
-    "PostgresSettings", "PostgresqlConf", "RegressionRule", "ReplicaOverride", "S3Storage", "Scope", "Sidecars",
-    "StorageEngine", "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology",
+    "PostgresSettings", "PostgresqlConf", "RegressionRule", "ReplicaOverride", "S3Storage", "Scope", "SecretRef",
+    "Sidecars", "StorageEngine", "StroppyCli", "Suite", "Target", "ThresholdRule", "Thresholds", "Topology",
     "check_backup_path", "check_conf_names", "check_cron", "check_env", "parse_postgres_url", "text_problem"
 ]  # fmt: skip
 
@@ -152,7 +153,11 @@ class StroppyCli(InputModel):
         default=1, ge=1, le=100000, description="Scale factor (stroppy's SCALE_FACTOR, pgbench's --scale)."
     )
     duration: Seconds = Field(default=300, gt=0, le=24 * 3600, description="The measured run.")
-    env: LoadEnv = Field(default_factory=dict, description="Extra environment of the load; not what the run sets.")
+    env: LoadEnv = Field(
+        default_factory=dict,
+        description="Extra environment of the load; not what the run sets. A value that is a secret names its "
+        "Secret block instead, `{secret: <block>}`: the runner reads it, and it never appears in parameters or logs.",
+    )
 
 
 def _percent(value: object) -> object:

@@ -16,7 +16,16 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from stroppy_domain.model_base import CRON_PATTERN, ENV_NAME_PATTERN, GUC_PATTERN, refusal, refuse, text_problem
+from stroppy_domain.model_base import (
+    BLOCK_NAME_PATTERN,
+    CRON_PATTERN,
+    ENV_NAME_PATTERN,
+    GUC_PATTERN,
+    InputModel,
+    refusal,
+    refuse,
+    text_problem,
+)
 
 _CRON_RANGES = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 
@@ -143,7 +152,17 @@ RUN_OWNED_ENV = frozenset(
 """What the run sets for the load itself (from the test's fields and its connection), or must not be replaced."""
 
 
-def check_env(env: dict[str, str]) -> dict[str, str]:
+class SecretRef(InputModel):
+    """A value kept in a Prefect Secret block: the runner reads it when the load starts and hands it to the load's
+    process environment, so it is never in the run's parameters, its commands or its logs."""
+
+    secret: str = Field(pattern=BLOCK_NAME_PATTERN, description="The Secret block that holds the value.")
+
+
+EnvValue = str | SecretRef
+
+
+def check_env(env: dict[str, EnvValue]) -> dict[str, EnvValue]:
     """Variables the run sets itself (DRIVER_URL, DURATION, SCALE_FACTOR, PGHOST, PGUSER, ...) and LD_* are refused.
 
     Raises ValidationError naming each refused variable."""
@@ -160,7 +179,7 @@ def check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-LoadEnv = Annotated[dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str], AfterValidator(check_env)]
+LoadEnv = Annotated[dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], EnvValue], AfterValidator(check_env)]
 
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?")
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})

@@ -71,7 +71,8 @@ def _driver_issues(load: StroppyCli, path: str) -> Iterator[Issue]:
     if problem is not None:
         yield Issue(join_path(path, "workload"), problem, load.workload)
     for name, reason in stroppy_v5.knob_problems(load.workload, load.env).items():
-        yield Issue(join_path(path, "env", name), reason, load.env[name])
+        value = load.env[name]
+        yield Issue(join_path(path, "env", name), reason, value if isinstance(value, str) else value.model_dump())
 
 
 def _threshold_issues(test: BenchmarkTest, path: str) -> Iterator[Issue]:

@@ -30,6 +30,8 @@ Read from the repository stroppy-io/stroppy at tag v5.7.3, the latest release; e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import Field
 
 from stroppy_domain.model import Model
@@ -123,7 +125,7 @@ def workload_problem(name: str) -> str | None:
     return f"stroppy v{MAJOR} has no workload {name!r}; it offers {', '.join(WORKLOADS)}"
 
 
-def knob_problems(workload: str, env: dict[str, str]) -> dict[str, str]:
+def knob_problems(workload: str, env: Mapping[str, object]) -> dict[str, str]:
     """Each variable of `env` the workload's script does not read, or that the run sets itself, with the reason.
 
     Variables for k6 (`K6_*`) and libpq (`PG*`, checked apart) pass through."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 
-# Prefect reads its settings when first imported; point every test at the control plane of
-# scripts/control-plane.sh, never at a temporary server.
-os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from infra.local_control_plane import use_local_auth
 
 REPO = Path(__file__).resolve().parent.parent
+# Prefect reads its settings when first imported; point every test at the control plane of
+# scripts/control-plane.sh, never at a temporary server, with the auth string that server requires.
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+use_local_auth()
 EXAMPLES = REPO / "examples"
 
 HARDWARE = {"cores": 2, "memory_gb": 4, "disk_gb": 20}
@@ -47,6 +50,12 @@ BASE_SUITE: dict[str, Any] = {
         },
     ],
 }
+
+
+def api_headers() -> dict[str, str]:
+    """What a raw HTTP client of the control plane sends, as Prefect's own client does."""
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
 
 def fresh_suite() -> dict[str, Any]:

@@ -5,15 +5,25 @@
   nothing of the master can mark the run or tear it down. Prefect's flow-run heartbeats stop, the automation
   `stroppy-flows setup` created marks the run CRASHED, and a reaper pass (here in-process: the master is still
   dead) tears down everything the run left. The master is started again afterwards, for the tests after it.
+- Redis crashing mid-load: it comes back from its append-only file with every lease and ledger; the run completes.
+- The Prefect server restarted mid-load: every client (the run's flow, the workers, the machines' agents) waits for
+  it, the dispatcher does not take the agent's silence while the API was away for a lost machine, and the run
+  completes.
+- The results directory read-only when a run starts: the run fails at validation, naming it, before anything is
+  created; full while the runner loads into it: the run fails with "No space left on device" and tears down.
+- Two suites with the same test names at once keep to their own runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +40,8 @@ from flows.reaper import reap
 from flows.run import run_id_for
 from flows.setup import SILENT_AFTER_S
 from flows.suite import SuiteResult
+from infra.result_storage import PROBE_BYTES
+from infra.settings import OrchestrationSettings
 from tests.conftest import REPO
 from tests.e2e.test_orchestration import (
     INSTANCE,
@@ -43,6 +55,8 @@ from tests.e2e.test_orchestration import (
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis, pytest.mark.timeout(900)]
 
 WORKER_PIDFILE = REPO / ".state" / "master-worker.pid"
+SERVER_PIDFILE = REPO / ".state" / "prefect-server.pid"
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 CRASHED_WITHIN_S = 120
 """The issue's bound from the kill to CRASHED: `SILENT_AFTER_S` without a heartbeat, and Prefect's evaluation."""
 
@@ -154,11 +168,87 @@ def test_a_run_outlives_a_redis_crash_mid_load_with_its_leases_and_ledger() -> N
     after = {kind: found for kind, found in leftovers(run_id).items() if kind in ("subnets", "cpus", "ledgers")}
     assert after == held, "the restarted Redis lost what the run holds"
     deadline = time.monotonic() + 300
-    while (state := asyncio.run(_state(flow_run.id)))[0] not in ("COMPLETED", "FAILED", "CRASHED"):
+    while (state := asyncio.run(_state(flow_run.id)))[0] not in FINAL:
         assert time.monotonic() < deadline, f"still {state}"
         time.sleep(2)
     assert state[0] == "COMPLETED", state
     assert leftovers(run_id) == NOTHING
+
+
+def _restart_the_server() -> float:
+    """Stop the Prefect server (SIGTERM to its process group, SIGKILL after 30 s) and start it again on its
+    database; returns how long it was away."""
+    pid = int(SERVER_PIDFILE.read_text())
+    os.killpg(pid, signal.SIGTERM)
+    stopped = time.monotonic()
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() - stopped > 30:
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    SERVER_PIDFILE.unlink()
+    subprocess.run(["bash", str(REPO / "scripts" / "control-plane.sh"), "start"], check=True, timeout=300)
+    return time.monotonic() - stopped
+
+
+def test_a_run_outlives_a_prefect_server_restart_mid_load() -> None:
+    flow_run: FlowRun = run_deployment(
+        "stroppy-test-run/run", parameters={"test": pgbench_test("server-restarted", INSTANCE, duration=45)}, timeout=0
+    )
+    run_id = run_id_for(flow_run.id)
+    _wait_for_load(run_id)
+    away_s = _restart_the_server()
+    print(f"Prefect server restarted mid-load: away {away_s:.0f} s")
+    deadline = time.monotonic() + 400
+    while (state := asyncio.run(_state(flow_run.id)))[0] not in FINAL:
+        assert time.monotonic() < deadline, f"still {state}"
+        time.sleep(2)
+    assert state[0] == "COMPLETED", state
+    assert leftovers(run_id) == NOTHING
+
+
+@contextmanager
+def _mounted(options: str, at: Path) -> Iterator[None]:
+    """A small tmpfs with `options` on `at` (a run's results directory, made before its run makes it), unmounted
+    afterwards, with what the run wrote into it."""
+    at.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(at)], check=True, timeout=30)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", str(at)], check=True, timeout=30)
+        shutil.rmtree(at, ignore_errors=True)
+
+
+def _final_state(flow_run_id: UUID, timeout_s: float = 400) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while (state := asyncio.run(_state(flow_run_id)))[0] not in FINAL:
+        assert time.monotonic() < deadline, f"still {state}"
+        time.sleep(2)
+    return state
+
+
+def test_a_read_only_results_directory_fails_the_run_before_it_creates_anything() -> None:
+    flow_run: FlowRun = run_deployment(
+        "stroppy-test-run/run", parameters={"test": pgbench_test("results-read-only", INSTANCE, duration=5)}, timeout=0
+    )
+    run_id = run_id_for(flow_run.id)
+    run_dir = OrchestrationSettings().results_dir / run_id
+    with _mounted("ro,size=1m", run_dir):
+        kind, message = _final_state(flow_run.id)
+    assert kind == "FAILED" and f"the results directory {run_dir} cannot be written (Read-only file system)" in message
+    assert leftovers(run_id) == NOTHING
+
+
+def test_a_results_directory_that_fills_up_mid_load_fails_the_run_which_still_tears_down() -> None:
+    flow_run: FlowRun = run_deployment(
+        "stroppy-test-run/run", parameters={"test": pgbench_test("results-full", INSTANCE, duration=20)}, timeout=0
+    )
+    run_id = run_id_for(flow_run.id)
+    # Room for the run's own probe, not for its load's per-transaction logs.
+    with _mounted(f"size={2 * PROBE_BYTES}", OrchestrationSettings().results_dir / run_id):
+        kind, message = _final_state(flow_run.id)
+        assert kind == "FAILED" and "No space left on device" in message, (kind, message)
+        assert leftovers(run_id) == NOTHING
 
 
 def test_two_suites_with_the_same_names_at_once_keep_to_their_own_runs() -> None:

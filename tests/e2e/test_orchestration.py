@@ -43,6 +43,7 @@ from stroppy_domain.history import HistoryRecord, fingerprint
 from stroppy_domain.model import Isolation, Target
 from stroppy_domain.settings import PlannerSettings
 from stroppy_domain.validation import validate_suite
+from tests.conftest import api_headers
 from tests.standin.grafana_standin import GrafanaStandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
@@ -151,7 +152,7 @@ async def _read_flow_run(flow_run_id: str) -> FlowRun:
 
 
 def latest_artifact(key: str) -> dict[str, Any]:
-    response = httpx.get(f"{API_URL}/artifacts/{key}/latest", timeout=10)
+    response = httpx.get(f"{API_URL}/artifacts/{key}/latest", headers=api_headers(), timeout=10)
     response.raise_for_status()
     return response.json()
 

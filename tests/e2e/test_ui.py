@@ -6,6 +6,7 @@ artifact renders its verdict, thresholds and links. Screenshots land in .state/t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from flows.suite import SuiteResult
-from tests.conftest import REPO
+from tests.conftest import REPO, api_headers
 from tests.e2e.test_orchestration import INSTANCE, pgbench_test, run_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis]
@@ -46,6 +47,11 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     opened = browser.new_page(viewport={"width": 1400, "height": 1000})
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if auth:  # what the UI's login form stores: it sends it with every API call
+        opened.add_init_script(
+            f"try {{ localStorage.setItem('prefect-password', btoa({json.dumps(auth)})) }} catch {{}}"
+        )
     yield opened
     opened.close()
 
@@ -58,7 +64,9 @@ def _shot(page: Page, name: str) -> Path:
 
 
 def test_the_suite_deployment_shows_a_form_of_the_suite_model(page: Page) -> None:
-    deployment = httpx.get(f"{API_URL}/deployments/name/stroppy-test-suite/suite", timeout=10).json()
+    deployment = httpx.get(
+        f"{API_URL}/deployments/name/stroppy-test-suite/suite", headers=api_headers(), timeout=10
+    ).json()
     page.goto(f"{UI_URL}/deployments/deployment/{deployment['id']}/run", timeout=WAIT_MS)
     labels = ("suite", "Name", "Description (Optional)", "Target (Optional)", "Tests", "Add item")
     for label in labels:  # the form renders its fields one by one; on a busy machine, some only after "Tests"
@@ -83,7 +91,7 @@ def test_a_run_report_artifact_renders_in_the_ui(page: Page, ui_suite: SuiteResu
     (outcome,) = ui_suite.outcomes
     assert outcome.state == "COMPLETED", outcome
     newest = {"artifacts": {"key": {"any_": ["run-ui-single"]}}, "sort": "CREATED_DESC", "limit": 1}
-    (artifact,) = httpx.post(f"{API_URL}/artifacts/filter", json=newest, timeout=10).json()
+    (artifact,) = httpx.post(f"{API_URL}/artifacts/filter", json=newest, headers=api_headers(), timeout=10).json()
     assert artifact["description"] == f"{outcome.run_id}: PASSED"
     page.goto(f"{UI_URL}/artifacts/artifact/{artifact['id']}", timeout=WAIT_MS)
     page.get_by_role("heading", name="ui-single: PASSED").wait_for(timeout=WAIT_MS)

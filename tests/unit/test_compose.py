@@ -66,3 +66,16 @@ def test_the_masters_flow_runs_beat_as_often_as_the_zombie_automation_expects() 
     stack = (REPO / "scripts" / "control-plane.sh").read_text()
     assert f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={FLOW_HEARTBEAT_S} " in stack
     assert SILENT_AFTER_S >= 3 * FLOW_HEARTBEAT_S
+
+
+def test_the_api_and_grafana_are_published_on_loopback_and_the_api_requires_auth() -> None:
+    services = COMPOSE["services"]
+    server, grafana, master = services["prefect-server"], services["grafana"], services["master"]
+    published = [*server["ports"], *grafana["ports"]]
+    assert all(not re.fullmatch(r"\d+:\d+", port) for port in published), "a port published on every interface"
+    assert "${STROPPY_PUBLISH_ADDRESS:-127.0.0.1}:4200:4200" in server["ports"]
+    assert grafana["ports"] == ["${STROPPY_PUBLISH_ADDRESS:-127.0.0.1}:3000:3000"]
+    bridge = next(port.rsplit(":", 2)[0] for port in server["ports"] if "BRIDGE" in port)
+    assert master["environment"]["STROPPY_EDGE_API_URL"] == f"http://{bridge}:4200/api", "machines reach the API"
+    auth = server["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert auth.startswith("${PREFECT_API_AUTH_STRING:?") and master["environment"]["PREFECT_API_AUTH_STRING"] == auth

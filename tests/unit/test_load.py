@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from stroppy_domain.load import LoadError, load_steps, stroppy_major, trend_stats
+from stroppy_domain.errors import InvalidSuiteError
+from stroppy_domain.load import LoadError, load_steps, secret_references, stroppy_major, trend_stats
 from stroppy_domain.model import BenchmarkTest
 from stroppy_domain.placement import plan_run, with_runner_password
 from stroppy_domain.plan import Connection
@@ -77,6 +78,32 @@ def test_stroppy_v5_loads_then_measures_the_workload(workload: str) -> None:
     assert run.measured and not prepare.measured
     assert run.verdict_exits == [99, 108] and prepare.verdict_exits == []  # k6_exit.go:24-62, tpcc_common.ts:650
     assert run.files == {}
+
+
+def test_a_secret_of_the_load_goes_to_the_runner_by_its_block_name_only() -> None:
+    """stroppy reads the real environment before `-e` (run.go): a secret is left out of the command line, and the
+    step names its block for the runner to read."""
+    env = {"POOL_SIZE": "8", "K6_CLOUD_TOKEN": {"secret": "ci-token"}}
+    test = make_test(version="v5.7.3", workload="tpcb/tx", env=env)
+    prepare, facts, run = load_steps(test, CONNECTION, margin_s=30, stroppy_binary=BINARY, workdir=WORKDIR)
+    for step in (prepare, run):
+        assert "POOL_SIZE=8" in step.argv and not any("K6_CLOUD_TOKEN" in argument for argument in step.argv)
+        assert step.secret_env == {"K6_CLOUD_TOKEN": "ci-token"} and "K6_CLOUD_TOKEN" not in step.env
+    assert facts.secret_env == {}
+    assert secret_references(test) == {"stroppy.env.K6_CLOUD_TOKEN": "ci-token"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"secret": "Not_A_Block"}, "tests[0].stroppy.env.K6_CLOUD_TOKEN"),
+        ({"secret": "ok", "default": "x"}, "default"),
+        ({"block": "ok"}, "K6_CLOUD_TOKEN"),
+    ],
+)
+def test_a_bad_secret_reference_is_refused_with_its_path(value: object, message: str) -> None:
+    with pytest.raises(InvalidSuiteError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_test(version="v5.7.3", workload="tpcb/tx", env={"K6_CLOUD_TOKEN": value})
 
 
 def test_thresholds_go_to_k6_with_the_percentiles_they_need() -> None:

@@ -146,10 +146,21 @@ def target_settings(
             # A machine persists no Prefect result: the master never reads one (infra.edge_replies).
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
             "STROPPY_FLOWS_DIR": own.edge_flows_dir,
+            **api_credentials(),
         },
         machine_binds=[f"{results}:{results}"],
         api_timeout_s=own.engine_timeout_s,
     )
+
+
+def api_credentials() -> dict[str, str]:
+    """The master's own credentials for the Prefect API (auth string or API key), for its machines' agents: a
+    machine on this engine gets them in its container's environment, which only the engine's users can read."""
+    from prefect.settings import get_current_settings  # noqa: PLC0415 - settings load only when machines start
+
+    api = get_current_settings().api
+    secrets = {"PREFECT_API_AUTH_STRING": api.auth_string, "PREFECT_API_KEY": api.key}
+    return {name: value.get_secret_value() for name, value in secrets.items() if value is not None}
 
 
 def docker_host(docker_settings: DockerSettings | None = None) -> DockerHost:
