@@ -181,7 +181,7 @@ def stroppy_steps(
     prepare_s, _, run_s = load_timeouts_s(test, margin_s)
     # stroppy reads the process environment before its `-e` values: a secret travels only in the former.
     plain = {name: value for name, value in load.env.items() if isinstance(value, str)}
-    secrets = {name: value.secret for name, value in load.env.items() if isinstance(value, SecretRef)}
+    secrets = secret_env(test)
     knobs = plain | {"VUS": str(load.clients), "DURATION": f"{load.duration}s", "SCALE_FACTOR": str(load.scale)}
     options = K6_OPTIONS_FILE if test.thresholds else None
     arguments = stroppy_v5.k6_arguments(workdir, SUMMARY_FILE, K6_METRICS_FILE, options, trend_stats(test.thresholds))
@@ -199,11 +199,14 @@ def stroppy_steps(
     ]  # fmt: skip
 
 
+def secret_env(test: BenchmarkTest) -> dict[str, str]:
+    """The Secret block each secret of the load's environment names, by its variable."""
+    return {name: value.secret for name, value in test.stroppy.env.items() if isinstance(value, SecretRef)}
+
+
 def secret_references(test: BenchmarkTest) -> dict[str, str]:
     """The Secret block each secret of the load's environment names, by its path in the test (`stroppy.env.X`)."""
-    return {
-        f"stroppy.env.{name}": value.secret for name, value in test.stroppy.env.items() if isinstance(value, SecretRef)
-    }
+    return {f"stroppy.env.{name}": block for name, block in secret_env(test).items()}
 
 
 def load_steps(
