@@ -7,22 +7,31 @@ uv run python -m infra.images build; bash scripts/control-plane.sh start`), then
 
 Each run is `stroppy-test-run/run` with pgbench (TPC-B, scale 1) on a single instance. Overhead is the run's wall
 time (from the server's start and end times) minus its time to healthy services (the start_services step) minus the
-load's duration: what the orchestration itself costs.
+load's duration: what the orchestration itself costs. Each edge flow the run dispatched is broken down from its
+states on the server: queued (submitted until its machine's agent took it: the agent's polling), process start
+(taken until running: a new interpreter loading the flow), and running.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
+from datetime import datetime
+from uuid import UUID
 
 from infra.local_control_plane import use_local_auth
 
 use_local_auth()  # the local API's auth string, before Prefect reads its settings
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.deployments import run_deployment
 
 from flows.reporting import RunResult
+from flows.run import run_id_for
+from infra.edge_queues import edge_tags
 
 
 def main() -> None:
@@ -51,6 +60,8 @@ def main() -> None:
             steps.setdefault(name, []).append(seconds)
         steps.setdefault("teardown and flow exit", []).append(wall - sum(result.step_seconds.values()))
         overheads.append(wall - result.step_seconds["start_services"] - args.duration)
+        for name, seconds in asyncio.run(_edge_flow_phases(flow_run.id)).items():
+            steps.setdefault(name, []).append(seconds)
     print(f"{args.runs} run(s), pgbench on a single instance, {args.duration} s of load each")
     for name, values in steps.items():
         print(f"  {name:24s} median {statistics.median(values):6.2f} s  {[round(v, 2) for v in values]}")
@@ -58,6 +69,28 @@ def main() -> None:
     print(f"  {'submit to final state':24s} median {statistics.median(observed):6.2f} s")
     print(f"orchestration overhead (wall - time to healthy - load): median {statistics.median(overheads):.1f} s "
           f"{[round(v, 1) for v in overheads]}")  # fmt: skip
+
+
+async def _edge_flow_phases(flow_run_id: UUID) -> dict[str, float]:
+    """Each edge flow of the run: seconds queued, starting its process and running, from its states' timestamps."""
+    phases: dict[str, float] = {}
+    async with get_client() as client:
+        tag = edge_tags(run_id_for(flow_run_id))[-1]
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+        for child in children:
+            flow = await client.read_flow(child.flow_id)
+            first: dict[str, datetime] = {}
+            for state in sorted(await client.read_flow_run_states(child.id), key=lambda state: state.timestamp):
+                first.setdefault(state.type.value, state.timestamp)
+            if not {"SCHEDULED", "PENDING", "RUNNING", "COMPLETED"} <= first.keys():
+                continue
+            for phase, (begin, end) in {
+                "queued": ("SCHEDULED", "PENDING"), "process start": ("PENDING", "RUNNING"),
+                "running": ("RUNNING", "COMPLETED"),
+            }.items():  # fmt: skip
+                key = f"  edge {flow.name}: {phase}"
+                phases[key] = phases.get(key, 0.0) + (first[end] - first[begin]).total_seconds()
+    return phases
 
 
 if __name__ == "__main__":

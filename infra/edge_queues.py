@@ -24,6 +24,8 @@ EDGE_POOL = "stroppy-edge"
 QUEUE_RECHECK_TIMEOUT_S = 30
 AGENT_SILENT_S = 20
 """An edge agent polls its queue every second; one silent this long while its flow runs has lost its machine."""
+AGENT_POLL_S = 1.0
+"""How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
 """How often a dispatched flow and its agent are checked: a lost machine is noticed within about 25 s."""
 
@@ -52,7 +54,8 @@ def create_queues(names: Iterable[str], pool: str = EDGE_POOL) -> None:
 
 
 def wait_until_ready(names: list[str], timeout_s: float, pool: str = EDGE_POOL) -> None:
-    """Wait until every queue is READY (its agent polls it), with capped exponential backoff and jitter.
+    """Wait until every queue is READY (its agent polls it), checking about as often as agents poll: a machine's
+    agent becomes ready within seconds, and a longer backoff would only add to every run's time.
 
     Raises EdgeAgentsNotReady naming the queues still not polled at the bound."""
     pending = list(names)
@@ -67,7 +70,7 @@ def wait_until_ready(names: list[str], timeout_s: float, pool: str = EDGE_POOL) 
             return True if not pending else None
 
         try:
-            wait_for(all_ready, timeout_s, "edge agents")
+            wait_for(all_ready, timeout_s, "edge agents", first_delay_s=AGENT_POLL_S / 4, max_delay_s=AGENT_POLL_S)
         except WaitTimedOut:
             raise EdgeAgentsNotReady(f"edge agents not ready after {timeout_s:.0f} s: {', '.join(pending)}") from None
 

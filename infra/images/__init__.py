@@ -43,6 +43,11 @@ DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 BUILD_TIMEOUT_S = 1800
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 EDGE_PYTHON = "3.13"
+MASTER_ONLY_PACKAGES = ("prefect-aws", "prefect-docker", "grafana-client", "grafana-foundation-sdk", "pygal")
+"""Left out of the edge image with what only they need: machines on Docker share the results directory, so they
+upload nothing to S3; they start no container and never call Grafana, nor draw a report. (Redis and the Docker SDK
+stay: Prefect itself needs them.) Cloud machines install the
+whole release (`edge_release`), S3 included."""
 
 Progress = Callable[[str], None]
 
@@ -262,11 +267,13 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: st
 
 
 def _project_wheel_and_requirements(
-    directory: Path, requirements: Path, hashes: bool, what: str, progress: Progress
+    directory: Path, requirements: Path, hashes: bool, what: str, progress: Progress, pruned: tuple[str, ...] = ()
 ) -> Path:
-    """This project's wheel in `directory` and its locked dependencies (no dev group, no extras) in `requirements`."""
-    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
-              *([] if hashes else ["--no-hashes"]), "-o", str(requirements)]  # fmt: skip
+    """This project's wheel in `directory` and its locked dependencies (no dev group, no extras, none of `pruned` nor
+    what only they need) in `requirements`."""
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--format",
+              "requirements-txt", *([] if hashes else ["--no-hashes"]), "-o", str(requirements),
+              *(argument for package in pruned for argument in ("--prune", package))]  # fmt: skip
     _run(export, f"{what}: export the locked requirements", progress)
     before = set(directory.glob("*.whl"))
     _run(["uv", "build", "--wheel", "--out-dir", str(directory), str(REPOSITORY)], f"{what}: build the wheel", progress)
@@ -276,15 +283,20 @@ def _project_wheel_and_requirements(
     return built[-1]
 
 
-def _wheelhouse(target: Path, progress: Progress) -> None:
-    """The project's wheel and every locked dependency as wheels for the edge image's Python."""
-    target.mkdir()
-    requirements = target.parent / "requirements.txt"
-    _project_wheel_and_requirements(target, requirements, hashes=False, what="edge", progress=progress)
+def _edge_context(context: Path, progress: Progress) -> None:
+    """The edge build's inputs: this project's wheel in `project/`; in `wheelhouse/`, its locked requirements but
+    the master's own (`MASTER_ONLY_PACKAGES`), each as a wheel for the edge image's Python. Kept apart so that a
+    change to the project's code leaves the dependencies' layer cached."""
+    wheelhouse = context / "wheelhouse"
+    wheelhouse.mkdir()
+    requirements = wheelhouse / "requirements.txt"
+    _project_wheel_and_requirements(
+        context / "project", requirements, hashes=False, what="edge", progress=progress, pruned=MASTER_ONLY_PACKAGES
+    )
     platforms = [argument for platform in WHEEL_PLATFORMS for argument in ("--platform", platform)]
     download = [
         "uv", "run", "--no-project", "--with", "pip", "python", "-m", "pip", "download", "--quiet",
-        "--requirement", str(requirements), "--dest", str(target), "--only-binary=:all:",
+        "--requirement", str(requirements), "--dest", str(wheelhouse), "--only-binary=:all:",
         "--python-version", EDGE_PYTHON, "--implementation", "cp", *platforms,
     ]  # fmt: skip
     _run(download, "edge: download dependency wheels", progress)
@@ -336,7 +348,7 @@ def build_images(client: docker.DockerClient, progress: Progress = print, images
             context = Path(scratch) / "context"
             context.mkdir()
             shutil.copy(HERE / "edge" / "Dockerfile", context / "Dockerfile")
-            _wheelhouse(context / "wheelhouse", progress)
+            _edge_context(context, progress)
             _docker_build(client, context, images.edge, images.base, progress)
     record_packages(client, [images.base, images.db_node, images.edge], progress)
     _remove_stale(client, images, progress)

@@ -1,0 +1,49 @@
+"""The edge image holds what a run's machine runs, the agent and the load's clients, and nothing of a database
+server, of its own build or of what only the master uses."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from infra.images import ImageSet
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+
+def _run(command: str) -> str:
+    client = docker.from_env(timeout=120)
+    try:
+        output = client.containers.run(
+            ImageSet.for_checkout().edge, ["sh", "-c", command], remove=True, network_disabled=True, user="nobody"
+        )
+    except docker.errors.ImageNotFound:
+        pytest.fail("the edge image is missing; build it with `uv run python -m infra.images build`")
+    finally:
+        client.close()
+    return output.decode().strip()
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("pgbench --version", "pgbench (PostgreSQL) 17."),
+        ("psql --version", "psql (PostgreSQL) 17."),
+        ("python -c 'import flows.edge, stroppy_domain.load; print(\"agent ok\")'", "agent ok"),
+        ("stroppy-flows --help | head -1", "usage: stroppy-flows"),
+    ],
+)
+def test_the_machine_runs_its_agent_and_the_load_clients(command: str, expected: str) -> None:
+    assert _run(command).startswith(expected)
+
+
+@pytest.mark.parametrize("absent", ["postgres", "pg_ctl", "initdb", "pip"])
+def test_the_machine_carries_no_server_and_no_build_tools(absent: str) -> None:
+    found = _run(f"command -v {absent} || find / -xdev -name {absent} -type f -perm -u+x 2>/dev/null | head -1")
+    assert found == "", f"{absent} is in the edge image: {found}"
+
+
+@pytest.mark.parametrize("module", ["boto3", "prefect_aws", "prefect_docker", "grafana_client", "pygal"])
+def test_the_machine_carries_none_of_the_masters_own_packages(module: str) -> None:
+    found = _run(f'python -c \'import importlib.util; print(importlib.util.find_spec("{module}") or "")\'')
+    assert found == "", f"{module} is in the edge image: {found}"
