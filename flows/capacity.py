@@ -9,9 +9,12 @@ overlapped its own on the same host.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import bounded
 from flows.teardown import LEDGER_CPUS
 from infra.connections import redis_client
 from infra.cpu_leases import CapacityError, CpuLeases, wait_for_cpus
@@ -19,8 +22,10 @@ from infra.ledger import RunLedger
 from infra.load_windows import LoadWindows
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
+from infra.target_slots import target_slot
 from infra.targets import target_module
 from infra.targets.base import RunSpec, SharedHost
+from stroppy_domain.bounds import RunBounds
 from stroppy_domain.capacity import CpuGrant, IsolationFacts, isolation_facts, machine_demands, oversize_problem
 from stroppy_domain.model import BenchmarkTest, Isolation, Target
 from stroppy_domain.placement import lay_out
@@ -57,6 +62,21 @@ def take_cpus(
         )  # fmt: skip
     log.info("%s CPUs: %s", grant.isolation, {name: grant.cpuset(name) for name in grant.cpus})
     return grant, host
+
+
+def hold_capacity(
+    slot: ExitStack,
+    run_id: str,
+    test: BenchmarkTest,
+    target: Target,
+    bounds: RunBounds,
+    settings: OrchestrationSettings,
+) -> tuple[CpuGrant | None, SharedHost | None]:
+    """A slot of the target's run limit, held in `slot` until the run's end, then the host's CPUs (`take_cpus`).
+
+    Raises TargetSlotError when no slot could be had, and what `take_cpus` raises."""
+    slot.enter_context(target_slot(target, bounds.target_slot_wait_s))
+    return bounded(take_cpus, bounds.capacity)(run_id, test, target, bounds.capacity_wait_s, settings)
 
 
 def held_to(run: RunSpec, grant: CpuGrant | None, host: SharedHost | None) -> IsolationFacts:

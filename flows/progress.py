@@ -1,6 +1,7 @@
-"""A run's progress: each step's wall-clock window and duration for its result, and a Prefect progress artifact
-whose percentage is the share of steps reached and whose description is the step the run is in. The UI shows it on
-the flow run's page; `stroppy-flows run` reads it (`current_step`)."""
+"""A run's steps: each step's task bounded by its limit (`bounded`); its progress, each step's wall-clock window and
+duration for its result, and a Prefect progress artifact whose percentage is the share of steps reached and whose
+description is the step the run is in. The UI shows it on the flow run's page; `stroppy-flows run` reads it
+(`current_step`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,27 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from infra.prefect_sync import called_sync
+from stroppy_domain.bounds import StepLimit
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.reports import Phase
 
 STEP_PREFIX = "step "
 PROGRESS_TYPE = "progress"
+R = TypeVar("R")
+
+
+def bounded(step_task: Task[Any, R], limit: StepLimit) -> Task[Any, R]:
+    """The task with its limit, retries and retry delays from the run's bounds."""
+    return step_task.with_options(
+        timeout_seconds=limit.timeout_s, retries=limit.retries, retry_delay_seconds=limit.retry_delays_s or 0
+    )
 
 
 class StepProgress:

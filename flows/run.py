@@ -1,31 +1,32 @@
 """`stroppy-test-run`: one test, from validation to teardown. Orchestration only; the rules live in stroppy_domain.
 
-Steps: validate, capacity (the host's CPUs, where machines share one host), reserve network, plan, create machines,
-wait for edge agents, start services (and register their exporters with the metrics store), install stroppy, run
-the load, results (the verdict), report (load series, Grafana, raw files, the markdown artifact), teardown. Every
-resource is written to the ledger before it is created; teardown runs in `finally`, and from the
-`on_crashed`/`on_cancellation` hooks when the flow's process dies. Every step's limit comes from
+Steps: validate, capacity (a slot of the target's run limit; the host's CPUs where machines share one host), reserve
+network, plan, create machines, wait for edge agents, start services (and register their exporters with the metrics
+store), install stroppy, run the load, results (the verdict), report (load series, Grafana, raw files, the markdown
+artifact), teardown. Every resource is written to the ledger before it is created; teardown runs in `finally`, and
+from the `on_crashed`/`on_cancellation` hooks when the flow's process dies. Every step's limit comes from
 `stroppy_domain.bounds`; what differs by target comes from `infra.targets`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 
-from flows.capacity import held_to, open_load_window, runs_beside, take_cpus
+from flows.capacity import held_to, hold_capacity, open_load_window, runs_beside
 from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
 from flows.heartbeat import RunHeartbeat
 from flows.keep import finish_run, teardown
-from flows.progress import InjectedFailure, RunTimeline
+from flows.progress import InjectedFailure, RunTimeline, bounded
 from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.teardown import (
     LEDGER_FLOW_RUN,
@@ -49,7 +50,7 @@ from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import check_address_space, open_target, target_module
 from infra.targets.base import RunSpec, machine_queue_name
-from stroppy_domain.bounds import RunBounds, StepLimit, run_bounds
+from stroppy_domain.bounds import RunBounds, run_bounds
 from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
 from stroppy_domain.history import fingerprint
@@ -62,7 +63,6 @@ from stroppy_domain.validation import validate_suite
 
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
 INSTALL_DEPLOYMENT = "install-stroppy/edge"
-R = TypeVar("R")
 
 
 class RunStep(StrEnum):
@@ -88,13 +88,6 @@ def _teardown_hook(flow: object, flow_run: Any, state: object) -> None:
     """On crash or cancellation: Prefect calls this by keyword, in a new process when the run's own was killed."""
     del flow, state
     tear_down(run_id_for(flow_run.id))
-
-
-def bounded(step_task: Task[Any, R], limit: StepLimit) -> Task[Any, R]:
-    """The task with its limit, retries and retry delays from the run's bounds."""
-    return step_task.with_options(
-        timeout_seconds=limit.timeout_s, retries=limit.retries, retry_delay_seconds=limit.retry_delays_s or 0
-    )
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
@@ -309,9 +302,11 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     timeline = RunTimeline([str(step) for step in RunStep], get_run_logger(), _injected_step(test, settings))
     step = timeline.step
     bounds = run_bounds(
-        test, target_module(target).bounds(settings), settings.install_timeout_s, settings.load_margin_s
-    )
+        test, target_module(target).bounds(settings), settings.install_timeout_s, settings.load_margin_s,
+        settings.target_slot_wait_s,
+    )  # fmt: skip
     heartbeat = RunHeartbeat(run_id, settings, get_run_logger()).start()
+    slot = ExitStack()
     planned: RunSpec | None = None
     passed = False
     try:
@@ -320,7 +315,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
                 test, target, run_id, str(current_flow_run.id), settings
             )
         with step(RunStep.CAPACITY):
-            grant, host = bounded(take_cpus, bounds.capacity)(run_id, test, target, bounds.capacity_wait_s, settings)
+            grant, host = hold_capacity(slot, run_id, test, target, bounds, settings)
         with step(RunStep.RESERVE):
             machines = len(lay_out(test).machines)
             subnet = bounded(reserve_subnet, bounds.reserve)(run_id, target, machines, settings)
@@ -329,10 +324,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
             planned = run
         _bring_up(run, target, settings, bounds, step)
         with step(RunStep.INSTALL):
-            installed: InstalledTool | None = None
-            if test.stroppy.driver is Driver.STROPPY:
-                install = bounded(install_stroppy_on_runner, bounds.install)
-                installed = install(run, test, bounds.install_dispatch_s, settings)
+            installed = _install(run, test, bounds, settings)
         with step(RunStep.RUN_LOAD):
             bounded(open_load_window, bounds.reserve)(run_id, host, settings)
             binary = installed.binary if installed else ""
@@ -371,7 +363,17 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     finally:
         heartbeat.stop()
         keep_s = None if passed else test.keep_on_failure
-        finish_run(run_id, planned, keep_s, bounded(teardown, bounds.teardown), settings, get_run_logger())
+        with slot:  # the target's slot is given back once the run's machines are gone (or kept)
+            finish_run(run_id, planned, keep_s, bounded(teardown, bounds.teardown), settings, get_run_logger())
+
+
+def _install(
+    run: RunSpec, test: BenchmarkTest, bounds: RunBounds, settings: OrchestrationSettings
+) -> InstalledTool | None:
+    """The stroppy release on the runner, where the test's driver is stroppy."""
+    if test.stroppy.driver is not Driver.STROPPY:
+        return None
+    return bounded(install_stroppy_on_runner, bounds.install)(run, test, bounds.install_dispatch_s, settings)
 
 
 def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bounds: RunBounds, step: Any) -> None:

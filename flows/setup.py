@@ -1,4 +1,4 @@
-"""`stroppy-flows setup`: the work pools, the block types, and this installation's blocks.
+"""`stroppy-flows setup`: the work pools, each target's run limit, the block types, and this installation's blocks.
 
 Blocks are created or updated from a YAML file (`--config`) or the environment (`STROPPY_SETUP_<SECTION>__<FIELD>`,
 e.g. `STROPPY_SETUP_GRAFANA__TOKEN`); the file wins where both give a field. Each section saves one block, and only a
@@ -35,8 +35,10 @@ from infra.connections import saved_block
 from infra.edge_queues import EDGE_POOL
 from infra.prefect_sync import called_sync
 from infra.settings import OrchestrationSettings
+from infra.target_slots import ensure_limit, limit_name
 from infra.targets.docker import DockerSettings
 from infra.targets.yandex import YandexSettings
+from stroppy_domain.model import Target
 
 MASTER_POOL = "stroppy-master"
 
@@ -265,13 +267,18 @@ def setup(
     docker_settings: DockerSettings | None = None,
     cloud_settings: YandexSettings | None = None,
 ) -> list[SetupLine]:
-    """The work pools, the automation that crashes silent flow runs, the block types, then the block of each section
-    given; one line per outcome.
+    """The work pools, the automation that crashes silent flow runs, each target's run limit, the block types, then
+    the block of each section given; one line per outcome.
 
     Raises OperateError when the Prefect API does not answer about the pools, and ValueError when a given
     section's block name setting is empty."""
     try:
         lines = [*_ensure_pools(), _ensure_zombie_automation()]
+        lines += [
+            SetupLine(kind="concurrency limit", name=limit_name(target), outcome=ensure_limit(target, limit))
+            for target in Target
+            for limit in [settings.target_run_limit(target)]
+        ]
     except httpx.HTTPError as error:
         raise OperateError(f"the Prefect API did not answer (PREFECT_API_URL): {error}") from None
     lines += [

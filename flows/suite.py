@@ -61,7 +61,9 @@ def run_wait_s(test: BenchmarkTest, suite: Suite, settings: OrchestrationSetting
 
     Raises TargetError when this installation has no backend for the test's target."""
     target = target_module(suite.target_of(test)).bounds(settings)
-    return suite_wait_s(run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s))
+    return suite_wait_s(
+        run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s, settings.target_slot_wait_s)
+    )
 
 
 def _job_variables(settings: OrchestrationSettings) -> dict[str, object] | None:

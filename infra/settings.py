@@ -7,6 +7,7 @@ What only one target needs (its blocks, its bounds, what its machines install) i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,9 @@ from stroppy_domain.model import Target
 from stroppy_domain.settings import AddressSpace, ImageCatalogue
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_TARGET_RUN_LIMIT = 8
+"""Runs of one target at once where `target_run_limits` does not say: what a 2-core, 24 GiB host holds of shared
+single-instance runs (benchmarks/scale.py)."""
 
 
 class OrchestrationSettings(BaseSettings):
@@ -93,6 +97,16 @@ class OrchestrationSettings(BaseSettings):
         "to (`python -m infra.images push`) and cloud machines pull them from; while none is saved, anonymous.",
     )
     max_parallel_tests: int = Field(default=2, ge=1, le=32, description="Tests of a suite that run at once.")
+    target_run_limits: dict[Target, Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=dict,
+        description="Per target, how many runs may hold machines at once, across every suite and master worker, as "
+        f'JSON (`{{"docker": 4}}`); a target left out allows {DEFAULT_TARGET_RUN_LIMIT}. Each is a Prefect global '
+        "concurrency limit, `stroppy-target-<target>`, that `stroppy-flows setup` creates or updates; a run takes a "
+        "slot before anything else and gives it back after its teardown, so a burst of suites queues.",
+    )
+    target_slot_wait_s: float = Field(
+        default=3600, gt=0, description="How long a run waits for a slot of its target's limit before it fails."
+    )
     noisy_max_busy_before_pct: float = Field(
         default=30.0,
         ge=0,
@@ -113,6 +127,9 @@ class OrchestrationSettings(BaseSettings):
         description="Testing aid, never set in production: test name -> run step at which that test's run fails on "
         "purpose, to exercise teardown (given to a suite's flow run as an environment job variable).",
     )
+
+    def target_run_limit(self, target: Target) -> int:
+        return self.target_run_limits.get(target, DEFAULT_TARGET_RUN_LIMIT)
 
     @property
     def noise_limits(self) -> NoiseLimits:

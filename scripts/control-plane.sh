@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # A local Prefect control plane for tests and development.
-#   scripts/control-plane.sh start   starts a Prefect server (SQLite, in $STROPPY_STATE_DIR/prefect), runs
-#                                    `stroppy-flows setup` (work pools stroppy-master and stroppy-edge, block types,
-#                                    blocks from STROPPY_SETUP_*), deploys the flows of prefect.yaml and starts the
-#                                    master worker; waits (bounded) for each
-#   scripts/control-plane.sh stop    stops the master worker and the server
+#   scripts/control-plane.sh start    starts a Prefect server, runs `stroppy-flows setup` (work pools stroppy-master
+#                                     and stroppy-edge, each target's run limit, block types, blocks from
+#                                     STROPPY_SETUP_*), deploys the flows of prefect.yaml and starts the master
+#                                     workers; waits (bounded) for each
+#   scripts/control-plane.sh workers  starts the master workers that are not running (after one was killed)
+#   scripts/control-plane.sh stop     stops the master workers, the server and its database
+# Settings (environment):
+#   STROPPY_PREFECT_DATABASE  sqlite (default: a file in $STROPPY_STATE_DIR/prefect) or postgresql (Debian's
+#                             PostgreSQL server, its cluster in $STROPPY_STATE_DIR/prefect-db, on 127.0.0.1 at
+#                             STROPPY_PREFECT_DB_PORT, default 5433): what a team sharing the server runs
+#   STROPPY_MASTER_WORKERS    how many master workers serve stroppy-master (default 1)
 # Needs Redis and a Docker engine for runs (scripts/services.sh, scripts/engine.sh). Safe to run twice.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -14,6 +20,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STROPPY_STATE_DIR:-$root/.state}
 port=${STROPPY_PREFECT_PORT:-4200}
 export PREFECT_HOME=$state/prefect
+database=${STROPPY_PREFECT_DATABASE:-sqlite}
+workers=${STROPPY_MASTER_WORKERS:-1}
 use_local_control_plane "$state"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
@@ -25,14 +33,94 @@ cd "$root"
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 server_healthy() { curl -fsS --max-time 2 "$PREFECT_API_URL/health" >/dev/null 2>&1; }
 
+case "$database" in sqlite | postgresql) ;; *)
+  log "STROPPY_PREFECT_DATABASE=$database: expected sqlite or postgresql"; exit 2 ;;
+esac
+case "$workers" in [1-9] | [1-9][0-9]) ;; *)
+  log "STROPPY_MASTER_WORKERS=$workers: expected a number of workers from 1 to 99"; exit 2 ;;
+esac
+
+# The server's own database, when it is PostgreSQL: a cluster of Debian's server in the state directory, owned by
+# the `postgres` account when these scripts run as root (PostgreSQL refuses to), listening on loopback only, with a
+# password made once per state directory and readable by its owner only.
+db_dir=$state/prefect-db
+db_port=${STROPPY_PREFECT_DB_PORT:-5433}
+db_password_file=$state/prefect/db-password
+as_db_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_bin() { local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1); echo "$bin/$1"; }
+
+start_database() {
+  install_debian_packages postgresql
+  if [ ! -s "$db_password_file" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$db_password_file")
+  fi
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$state"; then
+    log "the postgres account cannot enter $state, where the server's database lives; make it and its parents o+x"
+    exit 1
+  fi
+  if [ ! -f "$db_dir/PG_VERSION" ]; then
+    mkdir -p "$db_dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$db_dir" && chmod 700 "$db_dir"
+    local pwfile
+    pwfile=$(mktemp)
+    cp "$db_password_file" "$pwfile"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$pwfile"
+    as_db_owner timeout 120 "$(pg_bin initdb)" -D "$db_dir" -U prefect --pwfile="$pwfile" \
+      --auth-local=scram-sha-256 --auth-host=scram-sha-256 >"$state/prefect-db-init.log" 2>&1 \
+      || { rm -f "$pwfile"; log "initdb failed; see $state/prefect-db-init.log"; exit 1; }
+    rm -f "$pwfile"
+  fi
+  if ! as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" status >/dev/null 2>&1; then
+    as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" -l "$db_dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $db_port -c unix_socket_directories=$db_dir" start >/dev/null \
+      || { log "PostgreSQL did not start within 60 s; see $db_dir/server.log"; exit 1; }
+  fi
+  PGPASSWORD=$(cat "$db_password_file") timeout 30 psql -h 127.0.0.1 -p "$db_port" -U prefect -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = 'prefect'" | grep -q 1 \
+    || PGPASSWORD=$(cat "$db_password_file") timeout 30 createdb -h 127.0.0.1 -p "$db_port" -U prefect prefect
+  log "PostgreSQL for the server ready on 127.0.0.1:$db_port"
+}
+
+stop_database() {
+  [ -f "$db_dir/postmaster.pid" ] || return 0
+  as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+# start_workers: the master workers 1..STROPPY_MASTER_WORKERS that are not running.
+start_workers() {
+  local index pidfile
+  for index in $(seq 1 "$workers"); do
+    pidfile=$state/master-worker-$index.pid
+    if [ ! -f "$pidfile" ] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      # Flow runs beat every 30 s: the automation `stroppy-flows setup` creates marks one CRASHED when its beats
+      # stop (flows/setup.py), so a run whose process died with its machine does not stay RUNNING for ever.
+      STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 \
+        setsid uv run --frozen prefect worker start --pool stroppy-master \
+        --name "master-$(hostname)-$index" --type process --limit 10 >"$state/master-worker-$index.log" 2>&1 < /dev/null &
+      echo $! > "$pidfile"
+    fi
+  done
+  log "$workers master worker(s) running (logs: $state/master-worker-*.log)"
+}
+
 start() {
   mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
+  local database_url=""
+  if [ "$database" = postgresql ]; then
+    start_database
+    database_url="postgresql+asyncpg://prefect:$(cat "$db_password_file")@127.0.0.1:$db_port/prefect"
+  fi
   if ! server_healthy; then
     # Machines reach the API through their network's gateway, so the server listens beyond loopback, and requires
-    # the auth string every client of it sends (the master passes it on to the machines it starts).
-    PREFECT_SERVER_API_AUTH_STRING=$PREFECT_API_AUTH_STRING \
-      setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port" \
-      >"$state/prefect-server.log" 2>&1 < /dev/null &
+    # the auth string every client of it sends (the master passes it on to the machines it starts). Runs' slots of
+    # their target's limit are leases kept in files, so a restart of the server does not lose them.
+    # The database's password reaches the server through its environment, never a command line.
+    (
+      export PREFECT_SERVER_API_AUTH_STRING=$PREFECT_API_AUTH_STRING
+      export PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem
+      [ -z "$database_url" ] || export PREFECT_API_DATABASE_CONNECTION_URL=$database_url
+      exec setsid uv run --frozen prefect server start --host 0.0.0.0 --port "$port"
+    ) >"$state/prefect-server.log" 2>&1 < /dev/null &
     echo $! > "$state/prefect-server.pid"
     for _ in $(seq 1 120); do server_healthy && break; sleep 0.5; done
     server_healthy || { log "the Prefect server did not answer within 60 s; see $state/prefect-server.log"; exit 1; }
@@ -45,25 +133,22 @@ start() {
   env -u STROPPY_FLOWS_DIR timeout 120 uv run --frozen prefect deploy --all --no-prompt >"$state/prefect-deploy.log" 2>&1 \
     || { log "deploy failed; see $state/prefect-deploy.log"; exit 1; }
   log "deployed: $(grep -c 'Deployment .* successfully created' "$state/prefect-deploy.log" || true) deployment(s)"
-  if [ ! -f "$state/master-worker.pid" ] || ! kill -0 "$(cat "$state/master-worker.pid")" 2>/dev/null; then
-    # Flow runs beat every 30 s: the automation `stroppy-flows setup` creates marks one CRASHED when its beats stop
-    # (flows/setup.py), so a run whose process died with its machine does not stay RUNNING for ever.
-    STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 \
-      setsid uv run --frozen prefect worker start --pool stroppy-master \
-      --name "master-$(hostname)" --type process --limit 10 >"$state/master-worker.log" 2>&1 < /dev/null &
-    echo $! > "$state/master-worker.pid"
-  fi
-  log "master worker started (log: $state/master-worker.log)"
+  start_workers
 }
 
 stop() {
-  stop_pidfile "$state/master-worker.pid" 10 group
+  local pidfile
+  for pidfile in "$state"/master-worker*.pid; do
+    [ -e "$pidfile" ] && stop_pidfile "$pidfile" 10 group
+  done
   stop_pidfile "$state/prefect-server.pid" 10 group
+  stop_database
   log "stopped"
 }
 
 case "${1:-}" in
   start) start ;;
+  workers) start_workers ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|workers|stop" >&2; exit 2 ;;
 esac

@@ -23,6 +23,9 @@ export STROPPY_RELEASE_LOCK="$root/.state/stroppy-standin.lock.json"
 export STROPPY_LOAD_MARGIN_S=30
 # Runs annotate and link Grafana through the stand-in the end-to-end tests serve (tests/e2e/conftest.py).
 export STROPPY_GRAFANA_BLOCK=grafana-standin
+# The control plane as a team runs it: the Prefect server on PostgreSQL and two master workers
+# (tests/e2e/test_master_workers.py kills one mid-suite).
+export STROPPY_PREFECT_DATABASE=postgresql STROPPY_MASTER_WORKERS=2
 bash scripts/stack.sh start
 use_local_control_plane "${STROPPY_STATE_DIR:-$root/.state}"
 # The cloud target's tests push the service images to a registry and have machines pull them from it.
@@ -32,4 +35,5 @@ uv run --frozen ruff check .
 uv run --frozen ruff format --check .
 uv run --frozen mypy
 uv run --frozen python scripts/generate_references.py --check
-uv run --frozen pytest "$@"
+# The slowest tests, to keep the whole run short as tests are added.
+uv run --frozen pytest --durations=25 "$@"

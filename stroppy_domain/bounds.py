@@ -63,6 +63,10 @@ class RunBounds(Model):
     """The limit of every step of one test's run."""
 
     validate_step: StepLimit = Field(default_factory=lambda: _quick(1, [2]))
+    target_slot: StepLimit = Field(
+        default_factory=_quick, description="The wait for a slot of the target's run limit, and asking for it."
+    )
+    target_slot_wait_s: float = Field(default=0, ge=0, description="How long the wait for a slot itself lasts.")
     capacity: StepLimit = Field(default_factory=lambda: _quick(2, [1, 4]))
     capacity_wait_s: float = Field(default=0, ge=0, description="How long the wait for CPUs itself lasts.")
     reserve: StepLimit = Field(default_factory=lambda: _quick(2, [1, 4]))
@@ -92,11 +96,16 @@ class RunBounds(Model):
         return sum(step.worst_case_s for step in self.steps().values())
 
 
-def run_bounds(test: BenchmarkTest, target: TargetBounds, install_timeout_s: float, load_margin_s: int) -> RunBounds:
-    """Each step's limit for `test` on a target with `target`'s bounds."""
+def run_bounds(
+    test: BenchmarkTest, target: TargetBounds, install_timeout_s: float, load_margin_s: int, slot_wait_s: float = 0
+) -> RunBounds:
+    """Each step's limit for `test` on a target with `target`'s bounds, where a run waits at most `slot_wait_s` for a
+    slot of its target's run limit."""
     load_s = sum(load_timeouts_s(test, load_margin_s)) + load_margin_s
     install_dispatch_s = install_timeout_s * INSTALL_ATTEMPTS
     return RunBounds(
+        target_slot=StepLimit(timeout_s=slot_wait_s + QUICK_STEP_S),
+        target_slot_wait_s=slot_wait_s,
         capacity=StepLimit(timeout_s=target.capacity_wait_s + QUICK_STEP_S, retries=1, retry_delays_s=[5]),
         capacity_wait_s=target.capacity_wait_s,
         create_machines=StepLimit(timeout_s=target.create_machines_s, retries=1, retry_delays_s=[5]),

@@ -1,12 +1,14 @@
 """The project's images: names, content-hashed tags, and a builder that skips what is already up to date.
 
 Tags are `<project version>-<hash of the build inputs>`, computed from the repository alone, so the image catalogue
-is known without asking an engine. Three images:
+is known without asking an engine. Three images, and a fourth on request:
 
 - the base: Debian trixie, a pinned registry image where one is reachable, else built here with mmdebstrap
   from the Debian mirror and `docker import`ed;
 - the database node (`db-node/Dockerfile`): every service of a topology;
-- the edge (`edge/Dockerfile`): a run's machine, with this project installed from a wheelhouse built outside.
+- the edge (`edge/Dockerfile`): a run's machine, with this project installed from a wheelhouse built outside;
+- the master (the same Dockerfile's `master` target, `build --master`): the edge plus what only the master uses, for
+  compose.yaml's master worker.
 """
 
 from __future__ import annotations
@@ -96,11 +98,12 @@ def _project_sources() -> list[Path]:
 
 @dataclass(frozen=True)
 class ImageSet:
-    """The tags of the three images for the current checkout."""
+    """The tags of the images for the current checkout."""
 
     base: str
     db_node: str
     edge: str
+    master: str
 
     @classmethod
     def for_checkout(cls) -> ImageSet:
@@ -112,6 +115,7 @@ class ImageSet:
             base=f"stroppy-flows/debian:{DEBIAN_SUITE}-{base_hash}",
             db_node=f"stroppy-flows/db-node:{PROJECT_VERSION}-{db_node_hash}",
             edge=f"stroppy-flows/edge:{PROJECT_VERSION}-{edge_hash}",
+            master=f"stroppy-flows/master:{PROJECT_VERSION}-{edge_hash}",
         )
 
     def catalogue(self) -> ImageCatalogue:
@@ -249,12 +253,14 @@ def _build_base(client: docker.DockerClient, tag: str, progress: Progress) -> No
         raise ImageBuildError(f"base: docker import did not produce {tag}")
 
 
-def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: str, progress: Progress) -> None:
+def _docker_build(
+    client: docker.DockerClient, context: Path, tag: str, base: str, progress: Progress, target: str | None = None
+) -> None:
     progress(f"{tag}: building")
     log: list[str] = []
     for chunk in client.api.build(
         path=str(context), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True, decode=True,
-        timeout=BUILD_TIMEOUT_S, labels={"stroppy.image": "true"},
+        timeout=BUILD_TIMEOUT_S, labels={"stroppy.image": "true"}, target=target,
     ):  # fmt: skip
         if "error" in chunk:
             raise ImageBuildError(f"{tag}: {chunk['error'].strip()}\n" + "".join(log[-30:]))
@@ -271,10 +277,7 @@ def _project_wheel_and_requirements(
 ) -> Path:
     """This project's wheel in `directory` and its locked dependencies (no dev group, no extras, none of `pruned` nor
     what only they need) in `requirements`."""
-    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--format",
-              "requirements-txt", *([] if hashes else ["--no-hashes"]), "-o", str(requirements),
-              *(argument for package in pruned for argument in ("--prune", package))]  # fmt: skip
-    _run(export, f"{what}: export the locked requirements", progress)
+    _export_requirements(requirements, hashes, what, progress, pruned)
     before = set(directory.glob("*.whl"))
     _run(["uv", "build", "--wheel", "--out-dir", str(directory), str(REPOSITORY)], f"{what}: build the wheel", progress)
     built = sorted(set(directory.glob("*.whl")) - before) or sorted(directory.glob("stroppy_flows-*.whl"))
@@ -283,23 +286,42 @@ def _project_wheel_and_requirements(
     return built[-1]
 
 
-def _edge_context(context: Path, progress: Progress) -> None:
+def _export_requirements(
+    requirements: Path, hashes: bool, what: str, progress: Progress, pruned: tuple[str, ...] = ()
+) -> None:
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--format",
+              "requirements-txt", *([] if hashes else ["--no-hashes"]), "-o", str(requirements),
+              *(argument for package in pruned for argument in ("--prune", package))]  # fmt: skip
+    _run(export, f"{what}: export the locked requirements", progress)
+
+
+def _edge_context(context: Path, progress: Progress, master: bool = False) -> None:
     """The edge build's inputs: this project's wheel in `project/`; in `wheelhouse/`, its locked requirements but
     the master's own (`MASTER_ONLY_PACKAGES`), each as a wheel for the edge image's Python. Kept apart so that a
-    change to the project's code leaves the dependencies' layer cached."""
+    change to the project's code leaves the dependencies' layer cached. For the master image, every locked
+    requirement too, in `master-wheelhouse/`."""
     wheelhouse = context / "wheelhouse"
     wheelhouse.mkdir()
     requirements = wheelhouse / "requirements.txt"
     _project_wheel_and_requirements(
         context / "project", requirements, hashes=False, what="edge", progress=progress, pruned=MASTER_ONLY_PACKAGES
     )
+    _download_wheels(requirements, wheelhouse, "edge", progress)
+    if master:
+        everything = context / "master-wheelhouse"
+        everything.mkdir()
+        _export_requirements(everything / "requirements.txt", hashes=False, what="master", progress=progress)
+        _download_wheels(everything / "requirements.txt", everything, "master", progress)
+
+
+def _download_wheels(requirements: Path, wheelhouse: Path, what: str, progress: Progress) -> None:
     platforms = [argument for platform in WHEEL_PLATFORMS for argument in ("--platform", platform)]
     download = [
         "uv", "run", "--no-project", "--with", "pip", "python", "-m", "pip", "download", "--quiet",
         "--requirement", str(requirements), "--dest", str(wheelhouse), "--only-binary=:all:",
         "--python-version", EDGE_PYTHON, "--implementation", "cp", *platforms,
     ]  # fmt: skip
-    _run(download, "edge: download dependency wheels", progress)
+    _run(download, f"{what}: download dependency wheels", progress)
 
 
 class EdgeReleaseFiles(BaseModel):
@@ -326,9 +348,11 @@ def edge_release(directory: Path, progress: Progress = print) -> EdgeReleaseFile
     )
 
 
-def build_images(client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None) -> ImageSet:
-    """Build whatever of the three images is missing, and record the package list of any that has none; returns
-    their tags.
+def build_images(
+    client: docker.DockerClient, progress: Progress = print, images: ImageSet | None = None, master: bool = False
+) -> ImageSet:
+    """Build whatever of the three images is missing (and of the master image, with `master`), and record the
+    package list of any that has none; returns their tags.
 
     Raises ImageBuildError when a step fails (the base neither pulled nor built, a `docker build` or a `uv` command
     failing); the engine's own errors pass through as `docker.errors.DockerException`, which the CLI reports."""
@@ -341,16 +365,18 @@ def build_images(client: docker.DockerClient, progress: Progress = print, images
         progress(f"{images.db_node}: up to date")
     else:
         _docker_build(client, HERE / "db-node", images.db_node, images.base, progress)
-    if _exists(client, images.edge):
-        progress(f"{images.edge}: up to date")
-    else:
-        with tempfile.TemporaryDirectory(prefix="stroppy-edge-") as scratch:
+    wanted = [(images.edge, "edge"), *([(images.master, "master")] if master else [])]
+    for tag, target in wanted:
+        if _exists(client, tag):
+            progress(f"{tag}: up to date")
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"stroppy-{target}-") as scratch:
             context = Path(scratch) / "context"
             context.mkdir()
             shutil.copy(HERE / "edge" / "Dockerfile", context / "Dockerfile")
-            _edge_context(context, progress)
-            _docker_build(client, context, images.edge, images.base, progress)
-    record_packages(client, [images.base, images.db_node, images.edge], progress)
+            _edge_context(context, progress, master=target == "master")
+            _docker_build(client, context, tag, images.base, progress, target=target)
+    record_packages(client, [images.base, images.db_node, *(tag for tag, _ in wanted)], progress)
     _remove_stale(client, images, progress)
     return images
 
@@ -359,7 +385,7 @@ def _remove_stale(client: docker.DockerClient, images: ImageSet, progress: Progr
     """Drop earlier builds of the project's images, so a machine keeps one set; images still in use stay."""
     import docker  # noqa: PLC0415
 
-    current = {images.base, images.db_node, images.edge}
+    current = {images.base, images.db_node, images.edge, images.master}
     for image in client.images.list(filters={"reference": "stroppy-flows/*"}):
         for tag in image.tags:
             if tag in current:

@@ -1,4 +1,5 @@
-"""`python -m infra.images build` builds the missing images; `python -m infra.images tags` prints their tags;
+"""`python -m infra.images build [--master]` builds the missing images (with `--master`, the master image too, for
+compose.yaml); `python -m infra.images tags` prints their tags;
 `python -m infra.images release [--out DIR]` writes what cloud machines install (the wheel and its hash-pinned
 requirements) and the settings that pin them; `python -m infra.images push REGISTRY` pushes the service images
 there (STROPPY_CLOUD_IMAGE_REGISTRY), logged in with the `DockerRegistryCredentials` block STROPPY_REGISTRY_BLOCK
@@ -7,6 +8,7 @@ names when one is saved. Images are built on, and pushed from, the engine the en
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,10 +22,11 @@ def main() -> int:
     parser.add_argument("command", choices=("build", "tags", "release", "push"))
     parser.add_argument("registry", nargs="?", help="push: the registry, e.g. cr.yandex/<registry id>")
     parser.add_argument("--out", type=Path, default=REPOSITORY / ".state" / "release", help="release: where to write")
+    parser.add_argument("--master", action="store_true", help="build: the master image too (compose.yaml's master)")
     args = parser.parse_args()
     if args.command == "tags":
         images = ImageSet.for_checkout()
-        print(json.dumps({"base": images.base, "db_node": images.db_node, "edge": images.edge}, indent=2))
+        print(json.dumps(dataclasses.asdict(images), indent=2))
         return 0
     if args.command == "release":
         return _release(args.out)
@@ -50,11 +53,11 @@ def main() -> int:
             for reference in push_images(client, args.registry, progress):
                 progress(f"pushed {reference}")
             return 0
-        images = build_images(client, progress)
+        images = build_images(client, progress, master=args.master)
     except (ImageBuildError, TargetError, docker.errors.DockerException) as error:
         print(f"image {args.command} failed: {error}", file=sys.stderr)
         return 1
-    for reference in (images.base, images.db_node, images.edge):
+    for reference in (images.base, images.db_node, images.edge, *([images.master] if args.master else [])):
         size_mb = client.images.get(reference).attrs["Size"] / 1e6
         progress(f"{reference}: {size_mb:.0f} MB")
     return 0

@@ -54,7 +54,7 @@ from tests.e2e.test_orchestration import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis, pytest.mark.timeout(900)]
 
-WORKER_PIDFILE = REPO / ".state" / "master-worker.pid"
+WORKER_PIDFILE = REPO / ".state" / "master-worker-1.pid"
 SERVER_PIDFILE = REPO / ".state" / "prefect-server.pid"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 CRASHED_WITHIN_S = 120

@@ -106,3 +106,15 @@ def test_a_day_long_test_is_polled_at_most_a_few_thousand_times() -> None:
     )
     wait = suite_wait_s(bounds)
     assert wait / poll_interval_s(wait) < 5000
+
+
+@pytest.mark.parametrize("slot_wait_s", [0, 60, 3600, 86400])
+def test_the_suite_waits_out_the_runs_wait_for_a_slot_of_its_targets_limit(slot_wait_s: float) -> None:
+    settings = OrchestrationSettings()
+    target = target_module(Target.DOCKER).bounds(settings)
+    test = a_test("pgbench", 60)
+    without = run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s)
+    bounds = run_bounds(test, target, settings.install_timeout_s, settings.load_margin_s, slot_wait_s)
+    assert bounds.target_slot_wait_s == slot_wait_s < bounds.target_slot.timeout_s
+    assert suite_wait_s(bounds) - suite_wait_s(without) == bounds.target_slot.timeout_s - without.target_slot.timeout_s
+    assert suite_wait_s(bounds) > slot_wait_s + the_targets_own_limits(test, target, settings)

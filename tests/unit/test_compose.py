@@ -79,3 +79,16 @@ def test_the_api_and_grafana_are_published_on_loopback_and_the_api_requires_auth
     assert master["environment"]["STROPPY_EDGE_API_URL"] == f"http://{bridge}:4200/api", "machines reach the API"
     auth = server["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
     assert auth.startswith("${PREFECT_API_AUTH_STRING:?") and master["environment"]["PREFECT_API_AUTH_STRING"] == auth
+
+
+def test_two_master_workers_share_each_targets_limit_whose_slots_outlive_a_server_restart() -> None:
+    services = COMPOSE["services"]
+    assert services["master"]["deploy"]["replicas"] >= 2
+    assert services["master"]["image"].startswith("${STROPPY_MASTER_IMAGE:?"), "the image with the master's packages"
+    server = services["prefect-server"]
+    storage = "prefect.server.concurrency.lease_storage.filesystem"
+    assert server["environment"]["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == storage
+    (home,) = server["volumes"]
+    volume, path = home.split(":")
+    assert volume in COMPOSE["volumes"] and path == "/root/.prefect", "the leases' files are on a volume"
+    assert f"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE={storage}" in (REPO / "scripts" / "control-plane.sh").read_text()

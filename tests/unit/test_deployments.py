@@ -53,3 +53,10 @@ def test_the_deployments_forms_offer_no_testing_aids_and_no_flow_is_named_like_a
         fields = set(parameter_schema(flow.fn).properties)
         assert not any("inject" in field or "fail" in field for field in fields), (entrypoint, fields)
         assert not function.startswith("test"), entrypoint
+
+
+def test_the_masters_flow_runs_do_not_write_through_their_workers_pipe() -> None:
+    """A worker killed mid-suite must leave the runs it started going (tests/e2e/test_master_workers.py)."""
+    for key, deployment in deployments().items():
+        if deployment["work_pool"]["name"] == "stroppy-master":
+            assert deployment["work_pool"]["job_variables"]["stream_output"] is False, key

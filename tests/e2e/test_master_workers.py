@@ -1,0 +1,84 @@
+"""Two master workers serve `stroppy-master` (STROPPY_MASTER_WORKERS=2, scripts/test.sh): one killed with SIGKILL
+mid-suite leaves the other taking the suite's next run, and the target's run limit gives back every slot."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from flows.suite import SuiteResult
+from infra.target_slots import limit_name
+from infra.targets.base import LABEL_RUN_ID
+from stroppy_domain.model import Target
+from tests.conftest import REPO
+from tests.e2e.test_orchestration import INSTANCE, NOTHING, leftovers, pgbench_test
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis, pytest.mark.timeout(900)]
+
+STATE = REPO / ".state"
+FIRST_RUN_WITHIN_S = 300
+SUITE_WITHIN_S = 600
+
+
+def _run_ids_with_containers(engine: docker.DockerClient) -> set[str]:
+    return {c.labels[LABEL_RUN_ID] for c in engine.containers.list(all=True, filters={"label": LABEL_RUN_ID})}
+
+
+def _submitted(log: Path) -> list[str]:
+    """The run ids (`run-` and the flow run's first 12 hex digits) a worker's log says it submitted."""
+    found = re.findall(r"[Ss]ubmitting flow run '([0-9a-f-]{36})'", log.read_text(errors="replace"))
+    return ["run-" + flow_run_id.replace("-", "")[:12] for flow_run_id in found]
+
+
+def _active_slots(target: Target) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(limit_name(target)).active_slots
+
+
+def test_a_master_worker_killed_mid_suite_leaves_the_other_serving_new_runs() -> None:
+    killed, survivor = STATE / "master-worker-1.pid", STATE / "master-worker-2.pid"
+    assert killed.is_file() and survivor.is_file(), "the stack runs two master workers (STROPPY_MASTER_WORKERS=2)"
+    engine = docker.from_env(timeout=60)
+    before = _run_ids_with_containers(engine)
+    tests = [pgbench_test("first", INSTANCE, duration=15), pgbench_test("second", INSTANCE, duration=5)]
+    suite: FlowRun = run_deployment(
+        "stroppy-test-suite/suite",
+        parameters={"suite": {"name": "e2e-workers", "tests": tests}},
+        timeout=0,
+        job_variables={"env": {"STROPPY_MAX_PARALLEL_TESTS": "1"}},
+    )
+    try:
+        deadline = time.monotonic() + FIRST_RUN_WITHIN_S
+        while not (started := _run_ids_with_containers(engine) - before):
+            assert time.monotonic() < deadline, "the suite's first run made no machine"
+            time.sleep(1)
+        # The first run's machines are up: its flow-run process lives in a session of its own and goes on.
+        os.killpg(int(killed.read_text()), signal.SIGKILL)
+        deadline = time.monotonic() + SUITE_WITHIN_S
+        with get_client(sync_client=True) as client:
+            while not (state := client.read_flow_run(suite.id).state) or not state.is_final():
+                assert time.monotonic() < deadline, f"the suite is still {state}"
+                time.sleep(2)
+        assert state.is_completed(), state
+        result = state.result(raise_on_failure=False)
+        assert isinstance(result, SuiteResult), result
+        assert [(o.test_name, o.state) for o in result.outcomes] == [("first", "COMPLETED"), ("second", "COMPLETED")]
+        first, second = (outcome.run_id for outcome in result.outcomes)
+        assert started == {first}, (started, first)
+        assert second in _submitted(STATE / "master-worker-2.log"), "the surviving worker did not take the next run"
+        for run_id in (first, second):
+            assert leftovers(run_id) == NOTHING
+        assert _active_slots(Target.DOCKER) == 0, "a run kept its slot of the target's limit"
+    finally:
+        engine.close()
+        subprocess.run(["bash", str(REPO / "scripts" / "control-plane.sh"), "workers"], check=True, timeout=120)
