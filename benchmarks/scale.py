@@ -201,8 +201,9 @@ def _control_plane_pids() -> dict[str, set[int]]:
         pids["server"].add(int(database.read_text().split()[0]))
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            pgid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            # After the command's closing parenthesis: state, parent, process group.
+            _, parent_field, pgid_field, *_ = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, pgid = int(parent_field), int(pgid_field)
         except (OSError, IndexError, ValueError):
             continue
         pid = int(entry.name)

@@ -29,17 +29,23 @@ def limit_name(target: Target) -> str:
 def ensure_limit(target: Target, limit: int) -> str:
     """Create or update the target's limit to `limit` slots; returns created, updated or unchanged."""
     from prefect.client.orchestration import get_client  # noqa: PLC0415
+    from prefect.client.schemas.actions import (  # noqa: PLC0415
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
     from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
 
+    name = limit_name(target)
     with get_client(sync_client=True) as client:
         try:
-            current: int | None = client.read_global_concurrency_limit_by_name(limit_name(target)).limit
+            current = client.read_global_concurrency_limit_by_name(name).limit
         except ObjectNotFound:
-            current = None
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            return "created"
         if current == limit:
             return "unchanged"
-        client.upsert_global_concurrency_limit_by_name(limit_name(target), limit)
-    return "created" if current is None else "updated"
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=limit))
+    return "updated"
 
 
 @contextmanager

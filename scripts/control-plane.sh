@@ -39,12 +39,21 @@ esac
 case "$workers" in [1-9] | [1-9][0-9]) ;; *)
   log "STROPPY_MASTER_WORKERS=$workers: expected a number of workers from 1 to 99"; exit 2 ;;
 esac
+db_port=${STROPPY_PREFECT_DB_PORT:-5433}
+if [ "$database" = postgresql ]; then
+  if ! [[ $db_port =~ ^[1-9][0-9]{0,4}$ ]] || [ "$db_port" -gt 65535 ]; then
+    log "STROPPY_PREFECT_DB_PORT=$db_port: expected a TCP port number, 1 to 65535"; exit 2
+  fi
+  # pg_ctl starts the server through a shell command line with its paths in double quotes.
+  case "$state" in *[\"\$\`\\]*)
+    log "STROPPY_STATE_DIR=$state: the server's database cannot live under a path with \", \$, \` or \\"; exit 2 ;;
+  esac
+fi
 
 # The server's own database, when it is PostgreSQL: a cluster of Debian's server in the state directory, owned by
 # the `postgres` account when these scripts run as root (PostgreSQL refuses to), listening on loopback only, with a
 # password made once per state directory and readable by its owner only.
 db_dir=$state/prefect-db
-db_port=${STROPPY_PREFECT_DB_PORT:-5433}
 db_password_file=$state/prefect/db-password
 as_db_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_bin() { local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1); echo "$bin/$1"; }
@@ -52,7 +61,7 @@ pg_bin() { local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -
 start_database() {
   install_debian_packages postgresql
   if [ ! -s "$db_password_file" ]; then
-    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$db_password_file")
+    (umask 077 && random_hex > "$db_password_file")
   fi
   if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$state"; then
     log "the postgres account cannot enter $state, where the server's database lives; make it and its parents o+x"
@@ -70,9 +79,13 @@ start_database() {
       || { rm -f "$pwfile"; log "initdb failed; see $state/prefect-db-init.log"; exit 1; }
     rm -f "$pwfile"
   fi
+  # Where it listens, in a file of its own in the configuration's quoting, not on pg_ctl's command line.
+  grep -qx "include_if_exists = 'stroppy.conf'" "$db_dir/postgresql.conf" \
+    || echo "include_if_exists = 'stroppy.conf'" >> "$db_dir/postgresql.conf"
+  printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" \
+    "$db_port" "${db_dir//\'/\'\'}" > "$db_dir/stroppy.conf"
   if ! as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" status >/dev/null 2>&1; then
-    as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" -l "$db_dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $db_port -c unix_socket_directories=$db_dir" start >/dev/null \
+    as_db_owner "$(pg_bin pg_ctl)" -D "$db_dir" -l "$db_dir/server.log" -w -t 60 start >/dev/null \
       || { log "PostgreSQL did not start within 60 s; see $db_dir/server.log"; exit 1; }
   fi
   PGPASSWORD=$(cat "$db_password_file") timeout 30 psql -h 127.0.0.1 -p "$db_port" -U prefect -d postgres -tAc \

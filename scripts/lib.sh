@@ -67,6 +67,9 @@ wait_until_answers() {
   exit 1
 }
 
+# random_hex: 24 random bytes as 48 hex digits, for a password or an auth string.
+random_hex() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
 # use_local_control_plane STATE_DIR: exports what a client of the local control plane needs, PREFECT_API_URL and
 # PREFECT_API_AUTH_STRING. The server requires that auth string (it listens beyond loopback, for the machines): it
 # is made once per state directory, in STATE_DIR/prefect/api-auth, readable by its owner only. The UI asks for it.
@@ -74,7 +77,7 @@ use_local_control_plane() {
   local file=$1/prefect/api-auth
   if [ ! -s "$file" ]; then
     mkdir -p "$(dirname "$file")"
-    (umask 077 && printf 'stroppy:%s' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$file.new" \
+    (umask 077 && printf 'stroppy:%s' "$(random_hex)" > "$file.new" \
       && mv "$file.new" "$file")
   fi
   export PREFECT_API_URL=http://127.0.0.1:${STROPPY_PREFECT_PORT:-4200}/api
