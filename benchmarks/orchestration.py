@@ -9,7 +9,8 @@ Each run is `stroppy-test-run/run` with pgbench (TPC-B, scale 1) on a single ins
 time (from the server's start and end times) minus its time to healthy services (the start_services step) minus the
 load's duration: what the orchestration itself costs. Each edge flow the run dispatched is broken down from its
 states on the server: queued (submitted until its machine's agent took it: the agent's polling), process start
-(taken until running: a new interpreter loading the flow), and running.
+(taken until running: the agent forking a child that loads the flow run), and running; and the master task around
+it: before it (from the task's start until the flow run exists) and after it (from its end until the task's end).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from infra.local_control_plane import use_local_auth
 use_local_auth()  # the local API's auth string, before Prefect reads its settings
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.deployments import run_deployment
 
 from flows.reporting import RunResult
@@ -71,12 +72,19 @@ def main() -> None:
           f"{[round(v, 1) for v in overheads]}")  # fmt: skip
 
 
+DISPATCHING_TASKS = {"run-load": "run_load_on_runner", "install-stroppy": "install_stroppy_on_runner"}
+"""The master's task that dispatches each edge flow and reads its answer."""
+
+
 async def _edge_flow_phases(flow_run_id: UUID) -> dict[str, float]:
-    """Each edge flow of the run: seconds queued, starting its process and running, from its states' timestamps."""
+    """Each edge flow of the run: seconds queued, starting its process and running, from its states' timestamps; and
+    the seconds its master task spent before it was created and after it completed (dispatch, polling, the answer)."""
     phases: dict[str, float] = {}
     async with get_client() as client:
         tag = edge_tags(run_id_for(flow_run_id))[-1]
         children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        by_name = {task.name.rsplit("-", 1)[0]: task for task in tasks}  # a task run is named `<task>-<suffix>`
         for child in children:
             flow = await client.read_flow(child.flow_id)
             first: dict[str, datetime] = {}
@@ -84,12 +92,17 @@ async def _edge_flow_phases(flow_run_id: UUID) -> dict[str, float]:
                 first.setdefault(state.type.value, state.timestamp)
             if not {"SCHEDULED", "PENDING", "RUNNING", "COMPLETED"} <= first.keys():
                 continue
-            for phase, (begin, end) in {
-                "queued": ("SCHEDULED", "PENDING"), "process start": ("PENDING", "RUNNING"),
-                "running": ("RUNNING", "COMPLETED"),
-            }.items():  # fmt: skip
+            spans = {
+                "queued": (first["SCHEDULED"], first["PENDING"]), "process start": (first["PENDING"], first["RUNNING"]),
+                "running": (first["RUNNING"], first["COMPLETED"]),
+            }  # fmt: skip
+            task = by_name.get(DISPATCHING_TASKS.get(flow.name, ""))
+            if task is not None and task.start_time is not None and task.end_time is not None:
+                spans["master before it"] = (task.start_time, first["SCHEDULED"])
+                spans["master after it"] = (first["COMPLETED"], task.end_time)
+            for phase, (begin, end) in spans.items():
                 key = f"  edge {flow.name}: {phase}"
-                phases[key] = phases.get(key, 0.0) + (first[end] - first[begin]).total_seconds()
+                phases[key] = phases.get(key, 0.0) + (end - begin).total_seconds()
     return phases
 
 

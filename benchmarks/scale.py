@@ -140,7 +140,7 @@ def _check_nothing_left(run_ids: list[str]) -> None:
 class ControlPlaneSampler:
     """CPU and memory of the control plane's processes, sampled every second from /proc: the Prefect server's
     process group and its PostgreSQL, and the master workers' process groups with every flow-run process (each in
-    a session of its own, found by the flow run id in its environment)."""
+    a session of its own, a child of its worker's fork server)."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -190,6 +190,9 @@ class ControlPlaneSampler:
 
 
 def _control_plane_pids() -> dict[str, set[int]]:
+    """The server's process group, its PostgreSQL and that one's backends; the master workers' process groups and
+    every process they started (the flow runs, forked by each worker's fork server into sessions of their own), but
+    not the machines' containers, which are the runs' own work."""
     groups = {"server": set(), "workers": set()}
     for pidfile, part in [(STATE / "prefect-server.pid", "server"),
                           *((path, "workers") for path in STATE.glob("master-worker*.pid"))]:  # fmt: skip
@@ -199,28 +202,27 @@ def _control_plane_pids() -> dict[str, set[int]]:
     pids: dict[str, set[int]] = {"server": set(), "workers": set()}
     if database.is_file():
         pids["server"].add(int(database.read_text().split()[0]))
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             # After the command's closing parenthesis: state, parent, process group.
             _, parent_field, pgid_field, *_ = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parent, pgid = int(parent_field), int(pgid_field)
+            if b"docker" in (entry / "cgroup").read_bytes():
+                continue
         except (OSError, IndexError, ValueError):
             continue
-        pid = int(entry.name)
+        pid, parent, pgid = int(entry.name), int(parent_field), int(pgid_field)
+        children.setdefault(parent, []).append(pid)
         for part, leaders in groups.items():
             if pgid in leaders:
                 pids[part].add(pid)
-        if parent in pids["server"] and pid not in pids["server"]:
-            pids["server"].add(pid)  # PostgreSQL's backends, children of its postmaster
-        try:
-            # Edge flows in the machines' containers are the runs' own work, not the control plane's.
-            if (
-                b"PREFECT__FLOW_RUN_ID=" in (entry / "environ").read_bytes()
-                and b"docker" not in (entry / "cgroup").read_bytes()
-            ):
-                pids["workers"].add(pid)
-        except OSError:
-            continue
+    for found in pids.values():
+        pending = list(found)
+        while pending:
+            for child in children.get(pending.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    pending.append(child)
     return pids
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flows.errors import OperateError
+from flows.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, OperateError
 from flows.input_files import InputFileError, read_bounded
+from flows.worker_commands import add_worker_commands
 from infra.images import planner_settings
 from infra.local_control_plane import use_local_auth
 from stroppy_domain.errors import REPORT_CHARS, InvalidSuiteError, Issue, PlanningError, StroppyError, printable
@@ -29,10 +29,6 @@ from stroppy_domain.services import generate_password
 from stroppy_domain.settings import PlannerSettings
 from stroppy_domain.subnets import SubnetError
 from stroppy_domain.validation import assign_subnets, load_suite, structural_issues
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
 
 
 class CliError(StroppyError):
@@ -135,28 +131,6 @@ def _validate(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     name, plans = plan_suite(args.file, _load_settings(args.settings))
     print(render_json(name, plans) if args.format == "json" else render_table(name, plans))
-    return EXIT_OK
-
-
-def _edge_agent(args: argparse.Namespace) -> int:
-    """Replace this process with a Prefect worker polling the machine's own queue, with a health endpoint."""
-    env = os.environ | {
-        "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
-        # Orchestrators probe the agent's health from outside its machine.
-        "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
-        "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),
-        # The deployments' pull step runs edge flows from this installation unless told otherwise.
-        "STROPPY_FLOWS_DIR": os.environ.get("STROPPY_FLOWS_DIR", str(Path(__file__).resolve().parent.parent)),
-    }
-    # The worker from this installation's environment, also when it is not on PATH (a systemd unit's default PATH).
-    beside = Path(sys.executable).parent / "prefect"
-    prefect = str(beside) if beside.is_file() else "prefect"
-    command = [
-        prefect, "worker", "start", "--pool", args.pool, "--work-queue", args.queue,
-        "--name", args.name or args.queue, "--type", "process", "--with-healthcheck",
-    ]  # fmt: skip
-    # exec, so the worker is the container's process and receives its signals directly.
-    os.execvpe(command[0], command, env)
     return EXIT_OK
 
 
@@ -297,12 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--settings", help=settings_help)
     plan.set_defaults(handler=_plan)
 
-    agent = commands.add_parser("edge-agent", help="run a machine's edge agent: a Prefect worker for its own queue")
-    agent.add_argument("--queue", required=True, help="the machine's work queue")
-    agent.add_argument("--name", help="worker name (default: the queue)")
-    agent.add_argument("--pool", default="stroppy-edge", help="work pool (default: stroppy-edge)")
-    agent.add_argument("--health-port", type=int, default=8080, help="port of the /health endpoint (default: 8080)")
-    agent.set_defaults(handler=_edge_agent)
+    add_worker_commands(commands)
 
     run = commands.add_parser(
         "run", help="run a suite through the stroppy-test-suite deployment, showing each test's steps and results"

@@ -43,9 +43,15 @@ class ReapReport(BaseModel):
 
 
 def _flow_state(flow_run_id: str) -> tuple[bool, str | None]:
+    """Whether the flow run exists, and its state. An id that is no flow run's id (a ledger written by another tool,
+    or by hand) names none: its run is reaped as one whose flow run is gone, and the others are reaped regardless."""
+    try:
+        parsed = UUID(flow_run_id)
+    except ValueError:
+        return False, None
     with get_client(sync_client=True) as client:
         try:
-            flow_run = client.read_flow_run(UUID(flow_run_id))
+            flow_run = client.read_flow_run(parsed)
         except ObjectNotFound:
             return False, None
     return True, flow_run.state.type.value if flow_run.state else None

@@ -27,7 +27,9 @@ AGENT_SILENT_S = 20
 AGENT_POLL_S = 1.0
 """How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
-"""How often a dispatched flow and its agent are checked: a lost machine is noticed within about 25 s."""
+"""How often a dispatched flow's agent is checked: a lost machine is noticed within about 25 s."""
+STATE_CHECK_S = 0.25
+"""How often a dispatched flow's state is read: its end is noticed within this, not within an agent check."""
 
 
 class EdgeAgentsNotReady(StroppyError):  # noqa: N818 - reads as the condition it reports
@@ -114,7 +116,8 @@ def dispatch(
     # Called from sync code (a sync task, a worker thread): Prefect creates the flow run synchronously.
     child = called_sync(run_deployment(deployment, parameters=parameters, work_queue_name=queue, timeout=0, tags=tags))
     deadline = time.monotonic() + bound_s
-    check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
+    agent_check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
+    next_agent_check = time.monotonic() + agent_check_s
     answering_since = time.monotonic()
     with get_client(sync_client=True) as client:
         while True:
@@ -122,23 +125,26 @@ def dispatch(
             state = client.read_flow_run(child.id).state
             if state is not None and state.is_final():
                 break
-            last_polled = client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled
             if time.monotonic() - asked > AGENT_CHECK_S:
                 # The API was away or slow (a restart; Prefect's client waited for it): no agent could poll it
                 # meanwhile, so an agent's silence counts from now.
                 answering_since = time.monotonic()
-            silent_s = agent_silence_s(last_polled, answering_since)
-            if silent_s is not None and silent_s > AGENT_SILENT_S:
-                cancel_flow_run(child.id, started=state is not None and state.is_running(), why="its machine is gone")
-                raise EdgeAgentsNotReady(
-                    f"machine {machine or queue} is gone: its agent last polled {queue} {silent_s:.0f} s ago, while "
-                    f"{deployment} ran on it"
-                )
+            started = state is not None and state.is_running()
+            if time.monotonic() >= next_agent_check:
+                next_agent_check = time.monotonic() + agent_check_s
+                last_polled = client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled
+                silent_s = agent_silence_s(last_polled, answering_since)
+                if silent_s is not None and silent_s > AGENT_SILENT_S:
+                    cancel_flow_run(child.id, started=started, why="its machine is gone")
+                    raise EdgeAgentsNotReady(
+                        f"machine {machine or queue} is gone: its agent last polled {queue} {silent_s:.0f} s ago, "
+                        f"while {deployment} ran on it"
+                    )
             if time.monotonic() > deadline:
                 # A child left running would race a retry of the same step on the same machine.
-                cancel_flow_run(child.id, started=state is not None and state.is_running())
+                cancel_flow_run(child.id, started=started)
                 raise EdgeFlowTimedOut(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {state})")
-            time.sleep(check_s)
+            time.sleep(STATE_CHECK_S)
     if not state.is_completed():
         raise EdgeFlowFailed(f"{deployment} on {queue} ended {state.name}: {state.message}")
     return str(child.id)

@@ -108,8 +108,8 @@ start_workers() {
       # Flow runs beat every 30 s: the automation `stroppy-flows setup` creates marks one CRASHED when its beats
       # stop (flows/setup.py), so a run whose process died with its machine does not stay RUNNING for ever.
       STROPPY_FLOWS_DIR=$root PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 \
-        setsid uv run --frozen prefect worker start --pool stroppy-master \
-        --name "master-$(hostname)-$index" --type process --limit 10 >"$state/master-worker-$index.log" 2>&1 < /dev/null &
+        setsid uv run --frozen stroppy-flows master-worker \
+        --name "master-$(hostname)-$index" --limit 10 >"$state/master-worker-$index.log" 2>&1 < /dev/null &
       echo $! > "$pidfile"
     fi
   done

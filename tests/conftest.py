@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ BASE_SUITE: dict[str, Any] = {
         },
     ],
 }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def api_headers() -> dict[str, str]:

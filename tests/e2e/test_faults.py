@@ -1,7 +1,7 @@
 """Machines dying mid-load, on the whole stack; each fault ends with nothing left and a clear reason.
 
 - The runner's container killed: its agent stops polling, and the run fails at once, naming the machine.
-- The master's machine dying: the master worker and every flow-run process it started are killed with SIGKILL, so
+- The master's machine dying: every master worker and the run's flow-run process are killed with SIGKILL, so
   nothing of the master can mark the run or tear it down. Prefect's flow-run heartbeats stop, the automation
   `stroppy-flows setup` created marks the run CRASHED, and a reaper pass (here in-process: the master is still
   dead) tears down everything the run left. The master is started again afterwards, for the tests after it.
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -54,7 +55,8 @@ from tests.e2e.test_orchestration import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.redis, pytest.mark.timeout(900)]
 
-WORKER_PIDFILE = REPO / ".state" / "master-worker-1.pid"
+WORKER_PIDFILES = REPO / ".state"
+"""Where the stack's master workers (`master-worker-<i>.pid`, STROPPY_MASTER_WORKERS of them) have their pid files."""
 SERVER_PIDFILE = REPO / ".state" / "prefect-server.pid"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 CRASHED_WITHIN_S = 120
@@ -109,9 +111,13 @@ async def _state(flow_run_id: UUID) -> tuple[str, str]:
 
 
 def _kill_the_master(flow_run_id: UUID) -> None:
-    """SIGKILL the master worker's process group and the run's flow process (in a session of its own)."""
-    worker = int(WORKER_PIDFILE.read_text())
-    os.killpg(worker, signal.SIGKILL)
+    """SIGKILL every master worker's process group (any of them may have taken the run) and the run's flow process
+    (in a session of its own)."""
+    pidfiles = sorted(WORKER_PIDFILES.glob("master-worker-*.pid"))
+    assert pidfiles, "the stack runs no master worker"
+    for pidfile in pidfiles:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
     pids = _flow_run_processes(str(flow_run_id))
     assert pids, "the run's flow process was not found"
     for pid in pids:

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import docker
 import httpx
@@ -307,15 +308,10 @@ def test_a_failure_at_any_step_fails_that_test_only_and_leaves_nothing() -> None
 
 
 def _flow_run_processes(flow_run_id: str) -> list[int]:
-    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes().split(b"\0"):
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return pids
+    """The run's flow process, by the process id its worker recorded on the flow run, while it lives."""
+    with get_client(sync_client=True) as client:
+        pid = client.read_flow_run(UUID(flow_run_id)).infrastructure_pid
+    return [int(pid)] if pid and Path(f"/proc/{pid}").is_dir() else []
 
 
 def test_a_run_killed_mid_load_is_still_torn_down() -> None:

@@ -48,6 +48,7 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
     settings = OrchestrationSettings()
     suffix = uuid.uuid4().hex[:8]
     ended, expired, live = f"run-ended{suffix}", f"run-expired{suffix}", f"run-live{suffix}"
+    malformed = f"run-malformed{suffix}"  # its ledger names no flow run: left for the grace, and no reason to fail
     future, past = datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) - timedelta(minutes=1)
     engine = docker.from_env(timeout=60)
     redis_client = redis_connection(settings).get_client()
@@ -61,6 +62,8 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
             create_queues([f"{run_id}-runner"])
             _volume(engine, run_id, future)
         _volume(engine, expired, past)
+        RunLedger(redis_client, malformed).open(3600)
+        RunLedger(redis_client, malformed).record(LEDGER_FLOW_RUN, "not-a-flow-run-id")
 
         report = reap(grace_minutes=15)
 
@@ -71,10 +74,11 @@ def test_the_reaper_removes_ended_and_expired_runs_and_keeps_a_live_one() -> Non
         assert f"stroppy-{live}-data" in remaining
         assert not {f"stroppy-{ended}-data", f"stroppy-{expired}-data"} & remaining
         assert ended not in open_ledgers(redis_client) and live in open_ledgers(redis_client)
+        assert malformed in open_ledgers(redis_client)
         assert asyncio.run(_queue_names(ended)) == []
         assert asyncio.run(_queue_names(live)) == [f"{live}-runner"]
     finally:
-        for run_id in (ended, expired, live):
+        for run_id in (ended, expired, live, malformed):
             RunLedger(redis_client, run_id).close()
             for volume in engine.volumes.list(filters={"label": f"{LABEL_RUN_ID}={run_id}"}):
                 volume.remove(force=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,18 +20,12 @@ from infra.reservations import SubnetReservations
 from stroppy_domain.capacity import CpuGrant, HostCapacity, MachineDemand
 from stroppy_domain.model import Isolation, Target
 from stroppy_domain.settings import AddressSpace
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 CONFIG = REPO / "infra" / "redis" / "redis.conf"
 STARTUP_S = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -63,7 +56,7 @@ def _redis_server(directory: Path, port: int) -> Iterator[subprocess.Popen[bytes
 
 
 def test_a_killed_redis_comes_back_with_every_lease_and_ledger(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     space = AddressSpace(base_cidr="10.60.0.0/16", prefix=24)
     with _redis_server(tmp_path, port) as server:
         client = redis.Redis(port=port, socket_timeout=5)

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from flows.forked_worker import EDGE_FLOW_MODULES, MASTER_FLOW_MODULES
 from stroppy_domain.validation import validate_suite
 from tests.conftest import EXAMPLES, REPO
 
@@ -60,3 +61,11 @@ def test_the_masters_flow_runs_do_not_write_through_their_workers_pipe() -> None
     for key, deployment in deployments().items():
         if deployment["work_pool"]["name"] == "stroppy-master":
             assert deployment["work_pool"]["job_variables"]["stream_output"] is False, key
+
+
+def test_each_pools_workers_preload_the_modules_of_its_flows_and_no_other() -> None:
+    """A flow whose module a worker does not preload would start in a new interpreter, seconds later."""
+    used: dict[str, set[str]] = {}
+    for deployment in deployments().values():
+        used.setdefault(deployment["work_pool"]["name"], set()).add(deployment["entrypoint"].split(":")[0])
+    assert used == {"stroppy-master": set(MASTER_FLOW_MODULES), "stroppy-edge": set(EDGE_FLOW_MODULES)}

@@ -1,0 +1,179 @@
+"""The workers of both pools: Prefect process workers that start each flow run of this project in a fork of a process
+that has already imported Prefect and the flows, instead of in a new interpreter.
+
+A new interpreter cost every flow run 1.5 s (an edge flow on a runner's CPU) to 6 s (a test run on a busy master) of
+imports, reading its deployment and running the pull steps, before the flow ran: most of a run's dispatch latency.
+The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, when the
+worker starts; each flow run then runs in a fresh child forked from it, in a session of its own as a process worker's
+children are, so a run that crashes or is cancelled (the worker kills its process) takes nothing with it, and a
+killed worker leaves its runs going. A flow run whose entrypoint is in another module starts as a process worker
+starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing
+import os
+import warnings
+from multiprocessing import forkserver
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect._internal.control_listener import configure_from_env
+from prefect.context import SettingsContext, get_settings_context
+from prefect.engine import handle_engine_signals
+from prefect.events.worker import EventsWorker
+from prefect.flow_engine import load_flow_run, run_flow
+from prefect.runner._flow_run_executor import FlowRunExecutorContext
+from prefect.runner._process_manager import ProcessHandle
+from prefect.settings import Settings
+from prefect.utilities.processutils import setup_signal_handlers_worker
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.flows import Flow
+    from prefect.runner._control_channel import ControlChannel
+
+EDGE_FLOW_MODULES = ("flows.edge",)
+"""The modules of the `stroppy-edge` pool's entrypoints: what a machine's agent preloads."""
+MASTER_FLOW_MODULES = ("flows.suite", "flows.run", "flows.reaper")
+"""The modules of the `stroppy-master` pool's entrypoints: what a master worker preloads."""
+DRAIN_TIMEOUT_S = 10
+"""How long a finished flow run's child waits for its last logs and events to reach the API before it exits."""
+
+_forks = multiprocessing.get_context("forkserver")
+
+
+def _flow(entrypoint: str) -> Flow[..., Any]:
+    module, attribute = entrypoint.split(":", 1)
+    flow: Flow[..., Any] = getattr(importlib.import_module(module), attribute)
+    return flow
+
+
+def _run_in_fork(entrypoint: str, flow_run_id: UUID, env: dict[str, str]) -> None:
+    """The child's whole life: run one flow run as `python -m prefect.engine` would, from the flows' directory (the
+    deployments' pull step), then send its last logs and events, which an interpreter's exit would have sent (a
+    forked child leaves through `os._exit`)."""
+    os.setsid()
+    os.environ.update(env)
+    configure_from_env()  # takes the control channel's port and token, so a cancellation reaches it as an intent
+    if flows_dir := os.environ.get("STROPPY_FLOWS_DIR"):
+        os.chdir(flows_dir)
+    try:
+        settings = SettingsContext(profile=get_settings_context().profile, settings=Settings())
+        with settings, handle_engine_signals(flow_run_id):
+            ran = run_flow(_flow(entrypoint), flow_run=load_flow_run(flow_run_id))
+            if asyncio.iscoroutine(ran):  # an async flow (a suite): the child has no event loop of its own yet
+                asyncio.run(ran)
+    finally:
+        logging.shutdown()  # flushes Prefect's API log handler
+        EventsWorker.drain_all(timeout=DRAIN_TIMEOUT_S)
+
+
+class ForkedFlowStarter:
+    """Starts one flow run in a child of the fork server (Prefect's `ProcessStarter` protocol)."""
+
+    def __init__(self, entrypoint: str, env: dict[str, str], control_channel: ControlChannel) -> None:
+        self._entrypoint = entrypoint
+        self._env = env
+        self._control_channel = control_channel
+
+    async def start(
+        self, flow_run: FlowRun, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        env = self._env | {
+            "PREFECT__FLOW_RUN_ID": str(flow_run.id),
+            # The worker runs the flow's crash and cancellation hooks itself, as for a process worker's children.
+            "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+        }
+        registered = False
+        try:
+            port, token = self._control_channel.register(flow_run.id)
+            env |= {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
+            registered = True
+        except RuntimeError:  # no loopback listener: a cancellation kills the child without an intent first
+            pass
+        process = _forks.Process(target=_run_in_fork, args=(self._entrypoint, flow_run.id, env))
+        try:
+            process.start()
+        except BaseException:
+            if registered:
+                self._control_channel.unregister(flow_run.id)
+            raise
+        task_status.started(ProcessHandle(process))  # type: ignore[arg-type]  # a forked Process, not a SpawnProcess
+        await anyio.to_thread.run_sync(process.join)
+
+
+# The subclass keeps the pools' worker type, "process", which Prefect's registry of worker types already holds: it
+# warns that this process's registry now names this class, which is the point.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+
+    class ForkingProcessWorker(ProcessWorker):
+        """A process worker whose flow runs of the preloaded modules start from the fork server."""
+
+        type = "process"
+
+        def __init__(self, preloaded: tuple[str, ...], **options: Any) -> None:
+            super().__init__(**options)
+            self.preloaded = frozenset(preloaded)
+
+        async def run(
+            self,
+            flow_run: FlowRun,
+            configuration: ProcessJobConfiguration,
+            task_status: anyio.abc.TaskStatus[int] | None = None,
+        ) -> ProcessWorkerResult:
+            entrypoint = await self._entrypoint(flow_run)
+            if entrypoint is None:
+                return await super().run(flow_run, configuration, task_status)
+
+            async def resolve_flow(_: FlowRun) -> Flow[..., Any]:
+                return _flow(entrypoint)
+
+            env = {key: value for key, value in configuration.env.items() if value is not None}
+            async with FlowRunExecutorContext() as context:
+                starter = ForkedFlowStarter(entrypoint, env, context.control_channel)
+                executor = context.create_executor(
+                    flow_run, starter, resolve_flow=resolve_flow, propose_submitting=False
+                )
+                execution = None
+
+                async def execute(*, task_status: anyio.abc.TaskStatus[ProcessHandle]) -> None:
+                    nonlocal execution
+                    execution = await executor.submit(task_status=task_status)
+
+                async with anyio.create_task_group() as group:
+                    handle = await group.start(execute)
+                    if task_status is not None and handle.pid is not None:
+                        task_status.started(handle.pid)
+            if execution is None or execution.status_code is None:
+                raise RuntimeError(f"flow run {flow_run.id} ({entrypoint}) did not start in a fork of the worker")
+            return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
+
+        async def _entrypoint(self, flow_run: FlowRun) -> str | None:
+            """The flow run's `module:flow` when its module is preloaded, else None."""
+            if flow_run.deployment_id is None:
+                return None
+            entrypoint = (await self.client.read_deployment(flow_run.deployment_id)).entrypoint or ""
+            module, _, attribute = entrypoint.partition(":")
+            return entrypoint if attribute and module in self.preloaded else None
+
+
+async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
+                limit: int | None = None, with_healthcheck: bool = False) -> None:  # fmt: skip
+    """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), running
+    up to `limit` flow runs at once, until stopped; `modules` are the flow modules the fork server imports."""
+    setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
+    _forks.set_forkserver_preload(list(modules))
+    forkserver.ensure_running()  # it imports the flows while the worker starts, not when the first run is due
+    worker = ForkingProcessWorker(
+        modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
+    )
+    await worker.start(with_healthcheck=with_healthcheck)

@@ -1,0 +1,62 @@
+"""The commands that run a pool's worker in this process until stopped (flows.forked_worker): `edge-agent` on a
+machine, `master-worker` beside the Prefect server. Prefect loads only when one runs, after its settings are set."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from flows.errors import EXIT_OK
+
+
+def add_worker_commands(commands: Any) -> None:
+    """The commands that run a pool's worker: `edge-agent` on a machine, `master-worker` beside the Prefect server."""
+    agent = commands.add_parser("edge-agent", help="run a machine's edge agent: a Prefect worker for its own queue")
+    agent.add_argument("--queue", required=True, help="the machine's work queue")
+    agent.add_argument("--name", help="worker name (default: the queue)")
+    agent.add_argument("--pool", default="stroppy-edge", help="work pool (default: stroppy-edge)")
+    agent.add_argument("--health-port", type=int, default=8080, help="port of the /health endpoint (default: 8080)")
+    agent.set_defaults(handler=_edge_agent)
+
+    worker = commands.add_parser("master-worker", help="run a worker of the master's pool: it starts suites and runs")
+    worker.add_argument("--name", help="worker name, unique among the pool's workers (default: Prefect's)")
+    worker.add_argument("--pool", default="stroppy-master", help="work pool (default: stroppy-master)")
+    worker.add_argument("--limit", type=int, help="flow runs at once (default: no limit)")
+    worker.set_defaults(handler=_master_worker)
+
+
+def _edge_agent(args: argparse.Namespace) -> int:
+    """Run the machine's agent in this process until stopped: a worker polling the machine's own queue, with a health
+    endpoint (flows.forked_worker)."""
+    # Prefect reads its settings from the environment when it is first imported, below.
+    os.environ.update(
+        {
+            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
+            # Orchestrators probe the agent's health from outside its machine.
+            "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),
+            # The deployments' pull step runs other flows from this installation unless told otherwise.
+            "STROPPY_FLOWS_DIR": os.environ.get("STROPPY_FLOWS_DIR", str(Path(__file__).resolve().parent.parent)),
+        }
+    )
+    import anyio  # noqa: PLC0415
+
+    from flows.forked_worker import EDGE_FLOW_MODULES, serve  # noqa: PLC0415 - Prefect loads after its settings
+
+    anyio.run(
+        partial(serve, args.pool, [args.queue], args.name or args.queue, EDGE_FLOW_MODULES, with_healthcheck=True)
+    )
+    return EXIT_OK
+
+
+def _master_worker(args: argparse.Namespace) -> int:
+    """Run a worker of the master's pool in this process until stopped (flows.forked_worker)."""
+    import anyio  # noqa: PLC0415
+
+    from flows.forked_worker import MASTER_FLOW_MODULES, serve  # noqa: PLC0415 - Prefect loads only in a worker
+
+    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, limit=args.limit))
+    return EXIT_OK
