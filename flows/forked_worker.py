@@ -3,11 +3,11 @@ that has already imported Prefect and the flows, instead of in a new interpreter
 
 A new interpreter cost every flow run 1.5 s (an edge flow on a runner's CPU) to 6 s (a test run on a busy master) of
 imports, reading its deployment and running the pull steps, before the flow ran: most of a run's dispatch latency.
-The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, when the
-worker starts; each flow run then runs in a fresh child forked from it, in a session of its own as a process worker's
-children are, so a run that crashes or is cancelled (the worker kills its process) takes nothing with it, and a
-killed worker leaves its runs going. A flow run whose entrypoint is in another module starts as a process worker
-starts it.
+The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, after the
+worker's first poll; each flow run then runs in a fresh child forked from it, in a session of its own as a process
+worker's children are, so a run that crashes or is cancelled (the worker kills its process) takes nothing with it,
+and a killed worker leaves its runs going. A flow run whose entrypoint is in another module starts as a process
+worker starts it.
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ class ForkedFlowStarter:
             pass
         process = _forks.Process(target=_run_in_fork, args=(self._entrypoint, flow_run.id, env))
         try:
-            process.start()
+            # In a thread: the fork server answers once it has imported the flows, which can take a second or two
+            # after the worker's first poll, and the worker's event loop keeps polling meanwhile.
+            await anyio.to_thread.run_sync(process.start)
         except BaseException:
             if registered:
                 self._control_channel.unregister(flow_run.id)
@@ -123,6 +125,17 @@ with warnings.catch_warnings():
         def __init__(self, preloaded: tuple[str, ...], **options: Any) -> None:
             super().__init__(**options)
             self.preloaded = frozenset(preloaded)
+            self._fork_server_started = False
+
+        async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+            """One poll; after the first, the fork server starts importing the flows. Not before: on a machine's one
+            core its imports would delay that first poll, which tells the master the machine is ready, and the
+            master has other work (its services) before it sends the first flow."""
+            flow_runs = await super().get_and_submit_flow_runs()
+            if not self._fork_server_started:
+                forkserver.ensure_running()
+                self._fork_server_started = True
+            return flow_runs
 
         async def run(
             self,
@@ -172,7 +185,6 @@ async def serve(pool: str, queues: list[str] | None, name: str | None, modules: 
     up to `limit` flow runs at once, until stopped; `modules` are the flow modules the fork server imports."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
     _forks.set_forkserver_preload(list(modules))
-    forkserver.ensure_running()  # it imports the flows while the worker starts, not when the first run is due
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )
