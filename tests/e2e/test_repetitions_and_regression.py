@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,9 +17,11 @@ import docker
 import pytest
 import requests
 
+from infra.host_counters import read_sample
 from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_RUN_ID, LABEL_SERVICE
 from stroppy_domain.history import fingerprint
+from stroppy_domain.host import NoiseLimits, host_evidence, judge_noise
 from stroppy_domain.model import Isolation, Target
 from stroppy_domain.validation import validate_suite
 from tests.e2e.test_orchestration import (
@@ -39,10 +42,29 @@ LOAD = {"driver": "pgbench", "workload": "tpcb", "scale": 1, "duration": 6, "cli
 INSTANCE = {"hardware": HARDWARE, "settings": {"postgresql_conf": {"synchronous_commit": "off"}}}
 DIRECT = {"name": "direct", "stroppy": LOAD, "runner_hardware": HARDWARE, "database": {"instance": INSTANCE}}
 HOGS = 6
+"""Busy loops beside PostgreSQL in the slowed run's database container, on its one CPU."""
 # One run at a time: on 2 cores the control plane shares the runs' CPUs, and the next run's flow starting up (Python
 # imports, planning) during a load costs that load a third of its throughput.
 ONE_AT_A_TIME = {"STROPPY_MAX_PARALLEL_TESTS": "1"}
-"""Busy loops beside PostgreSQL in the slowed run's database container, on its one CPU."""
+QUIET_WINDOW_S = 5
+QUIET_WAIT_S = 300
+"""How long the baseline waits for a host the product would not call noisy: a VM whose hypervisor takes up to 40% of
+its CPU (steal) for minutes gave baselines of 248, 427 and 959 tps, where no slowdown is significant."""
+
+
+def wait_for_a_quiet_host() -> list[str]:
+    """Wait, at most `QUIET_WAIT_S`, until the host is quiet by the product's own noise limits (busy before, CPU
+    stolen) over two windows; returns why it was still noisy at the bound (empty when quiet). The baseline is measured
+    either way: this keeps it clear of a passing episode, not of a host that is noisy throughout."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while True:
+        first = read_sample()
+        time.sleep(QUIET_WINDOW_S)
+        second = read_sample()
+        time.sleep(QUIET_WINDOW_S)
+        evidence = judge_noise(host_evidence(first, second, read_sample(), QUIET_WINDOW_S), [], NoiseLimits())
+        if not evidence.noisy or time.monotonic() > deadline:
+            return evidence.noise
 
 
 @contextmanager
@@ -82,7 +104,7 @@ def _values(outcomes: list[Any], test: str) -> list[float]:
     return [o.result.metrics["tps"]["value"] for o in outcomes if o.test_name == test and o.result is not None]
 
 
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(4200)  # the two suites' bounds (2400 s + 1200 s), the quiet wait, set-up
 def test_a_suite_compares_topologies_over_interleaved_repetitions_and_a_slowed_run_regresses() -> None:
     direct = validate_suite({"name": "e2e", "tests": [DIRECT]}).tests[0]
     print_ = fingerprint(direct, Target.DOCKER, Isolation.EXCLUSIVE)
@@ -91,6 +113,7 @@ def test_a_suite_compares_topologies_over_interleaved_repetitions_and_a_slowed_r
     patroni = {"name": "patroni", "isolation": "shared", "stroppy": LOAD, "database": PATRONI_BEHIND_PGBOUNCER}
     compared = [DIRECT | {"repeat": 3}, patroni | {"repeat": 3}]
     comparison = {"baseline": "direct", "candidates": ["patroni"], "metric": "tps", "min_effect": "5%"}
+    print("host before the baseline:", wait_for_a_quiet_host() or "quiet")
     flow_run, result = run_suite(compared, timeout_s=2400, env=ONE_AT_A_TIME, name="e2e-compare", compare=[comparison])
     assert flow_run.state.is_completed(), [(o.test_name, o.state, o.message) for o in result.outcomes]
     assert [(o.test_name, o.repetition) for o in result.outcomes] == [
