@@ -13,7 +13,6 @@ worker starts it.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import multiprocessing
 import os
@@ -32,6 +31,7 @@ from prefect.flow_engine import load_flow_run, run_flow
 from prefect.runner._flow_run_executor import FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
 from prefect.settings import Settings
+from prefect.utilities.importtools import import_object
 from prefect.utilities.processutils import setup_signal_handlers_worker
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
@@ -51,8 +51,7 @@ _forks = multiprocessing.get_context("forkserver")
 
 
 def _flow(entrypoint: str) -> Flow[..., Any]:
-    module, attribute = entrypoint.split(":", 1)
-    flow: Flow[..., Any] = getattr(importlib.import_module(module), attribute)
+    flow: Flow[..., Any] = import_object(entrypoint)
     return flow
 
 
@@ -174,6 +173,7 @@ with warnings.catch_warnings():
             """The flow run's `module:flow` when its module is preloaded, else None."""
             if flow_run.deployment_id is None:
                 return None
+            # Read each time: a redeploy may point the same deployment at another entrypoint.
             entrypoint = (await self.client.read_deployment(flow_run.deployment_id)).entrypoint or ""
             module, _, attribute = entrypoint.partition(":")
             return entrypoint if attribute and module in self.preloaded else None
