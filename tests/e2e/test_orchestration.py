@@ -339,8 +339,12 @@ def _runner_is_loading(run_id: str) -> bool:
     engine = docker.from_env(timeout=60)
     try:
         runner = engine.containers.get(f"stroppy-{run_id}-stroppy-runner")
-        return runner.exec_run(["pgrep", "-f", "pgbench --client"]).exit_code == 0
+        return runner.status == "running" and runner.exec_run(["pgrep", "-f", "pgbench --client"]).exit_code == 0
     except docker.errors.NotFound:
         return False
+    except docker.errors.APIError as error:
+        if error.status_code == 409:  # created and not started yet, or stopped between the listing and the exec
+            return False
+        raise
     finally:
         engine.close()

@@ -47,6 +47,8 @@ HOGS = 6
 # imports, planning) during a load costs that load a third of its throughput.
 ONE_AT_A_TIME = {"STROPPY_MAX_PARALLEL_TESTS": "1"}
 QUIET_WINDOW_S = 5
+BASELINE_RETRIES = 2
+"""How many times a baseline the product marked noisy is measured again before the slowed runs are judged on it."""
 QUIET_WAIT_S = 300
 """How long the baseline waits for a host the product would not call noisy: a VM whose hypervisor takes up to 40% of
 its CPU (steal) for minutes gave baselines of 248, 427 and 959 tps, where no slowdown is significant."""
@@ -100,11 +102,19 @@ def cpu_hogs_in_every_new_database() -> Iterator[list[str]]:
         engine.close()
 
 
+def _noisy(outcomes: list[Any]) -> bool:
+    return any(not (o.result and o.result.host) or o.result.host.noisy for o in outcomes)
+
+
+def _noise(outcomes: list[Any]) -> list[list[str]]:
+    return [o.result.host.noise if o.result and o.result.host else ["no host evidence"] for o in outcomes]
+
+
 def _values(outcomes: list[Any], test: str) -> list[float]:
     return [o.result.metrics["tps"]["value"] for o in outcomes if o.test_name == test and o.result is not None]
 
 
-@pytest.mark.timeout(4200)  # the two suites' bounds (2400 s + 1200 s), the quiet wait, set-up
+@pytest.mark.timeout(6600)  # the suites' bounds (2400 s, 2 x 900 s, 1200 s), the quiet waits, set-up
 def test_a_suite_compares_topologies_over_interleaved_repetitions_and_a_slowed_run_regresses() -> None:
     direct = validate_suite({"name": "e2e", "tests": [DIRECT]}).tests[0]
     print_ = fingerprint(direct, Target.DOCKER, Isolation.EXCLUSIVE)
@@ -135,18 +145,29 @@ def test_a_suite_compares_topologies_over_interleaved_repetitions_and_a_slowed_r
     assert [row["repetition"] for row in rows] == ["1/3", "1/3", "2/3", "2/3", "3/3", "3/3"]
     for outcome in result.outcomes:
         assert leftovers(outcome.run_id) == NOTHING
-    history = [o.run_id for o in result.outcomes if o.test_name == "direct"]
+    baseline = [o for o in result.outcomes if o.test_name == "direct"]
+    for _ in range(BASELINE_RETRIES):
+        if not _noisy(baseline):
+            break
+        # The product marked the history noisy (CPU stolen by the hypervisor, a busy host): measured again, alone.
+        shutil.rmtree(root / "runs" / print_, ignore_errors=True)
+        print("noisy baseline:", _noise(baseline), "host now:", wait_for_a_quiet_host() or "quiet")
+        flow_run, again = run_suite([DIRECT | {"repeat": 3}], timeout_s=900, env=ONE_AT_A_TIME, name="e2e-baseline")
+        assert flow_run.state.is_completed(), [(o.test_name, o.state, o.message) for o in again.outcomes]
+        baseline = again.outcomes
+    history = [o.run_id for o in baseline]
+    baseline_values = _values(baseline, "direct")
 
     # The same setup again, four times, with its database's CPU taken by busy loops: the fingerprint is unchanged, so
-    # the three runs above are its history. Four slowed runs keep the verdict clear of a noisy baseline: on a machine
-    # still cold from its set-up, two of the three baseline runs once came out at half the third (627, 664, 1204 tps)
-    # and three slowed runs were not significant (p = 0.076, 0.035 with a fourth); the test now runs after the other
-    # end-to-end tests, and with four slowed runs a baseline as spread as 800, 900, 1200 tps still gives p = 0.002.
+    # the three runs above are its history. Four slowed runs keep the verdict clear of a spread baseline: with four, a
+    # baseline as spread as 800, 900, 1200 tps still gives p = 0.002. A baseline the product marked noisy is measured
+    # again first: with the hypervisor stealing up to 40% of the CPU, baselines of 248, 427, 959 and 314, 903, 538 tps
+    # came out, where no slowdown is significant.
     slowed = DIRECT | {"repeat": 4, "regression": {"metric": "tps", "max_drop": "10%"}}
     with cpu_hogs_in_every_new_database() as hogged:
         flow_run, result = run_suite([slowed], timeout_s=1200, env=ONE_AT_A_TIME, name="e2e-slowed")
     seen = [(o.run_id in hogged, o.state, o.result and o.result.regression) for o in result.outcomes]
-    assert flow_run.state.is_failed(), (summed["direct"].values, _values(result.outcomes, "direct"), seen)
+    assert flow_run.state.is_failed(), (baseline_values, _noise(baseline), _values(result.outcomes, "direct"), seen)
     first, *_, last = result.outcomes
     assert sorted(hogged) == sorted(outcome.run_id for outcome in result.outcomes)
     assert last.state == "FAILED" and last.result is not None and last.result.fingerprint == print_, last
@@ -155,6 +176,6 @@ def test_a_suite_compares_topologies_over_interleaved_repetitions_and_a_slowed_r
     assert (judged.baseline.runs, judged.baseline.first_run, judged.baseline.last_run) == (3, history[0], history[2])
     assert judged.change_started_at_run == first.run_id and judged.change_percent < -10, judged
     assert "tps value regression" in last.result.reason, last.result.reason
-    assert max(_values(result.outcomes, "direct")) < min(summed["direct"].values)
+    assert max(_values(result.outcomes, "direct")) < min(baseline_values)
     for outcome in result.outcomes:
         assert leftovers(outcome.run_id) == NOTHING
