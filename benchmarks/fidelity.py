@@ -94,8 +94,8 @@ def load_round(test: BenchmarkTest) -> tuple[float, float, dict[str, str]]:
     run_id = f"fid-{uuid.uuid4().hex[:10]}"
     bounds = run_bounds(test, target_module(target).bounds(settings), settings.install_timeout_s, 30)
     try:
-        validate_and_open_ledger.fn(test, target, run_id, str(uuid.uuid4()), settings)
-        grant, _ = take_cpus.fn(run_id, test, target, bounds.capacity_wait_s, settings)
+        host = validate_and_open_ledger.fn(test, target, run_id, str(uuid.uuid4()), settings)
+        grant = take_cpus.fn(run_id, test, target, host, bounds.capacity_wait_s, settings)
         subnet = reserve_subnet.fn(run_id, target, len(lay_out(test).machines), settings)
         run = plan_topology.fn(test, target, subnet, run_id, grant, settings)
         queues = create_machines.fn(run, target, settings)

@@ -23,7 +23,6 @@ from infra.load_windows import LoadWindows
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.target_slots import target_slot
-from infra.targets import target_module
 from infra.targets.base import RunSpec, SharedHost
 from stroppy_domain.bounds import RunBounds
 from stroppy_domain.capacity import CpuGrant, IsolationFacts, isolation_facts, machine_demands, oversize_problem
@@ -36,17 +35,21 @@ CAPACITY_POLL_S = 2.0
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def take_cpus(
-    run_id: str, test: BenchmarkTest, target: Target, wait_s: float, settings: OrchestrationSettings
-) -> tuple[CpuGrant | None, SharedHost | None]:
-    """Ledger first, then the run's CPUs on the target's shared host, waited for while other runs hold them; no
-    grant where every machine is its own host.
+    run_id: str,
+    test: BenchmarkTest,
+    target: Target,
+    host: SharedHost | None,
+    wait_s: float,
+    settings: OrchestrationSettings,
+) -> CpuGrant | None:
+    """Ledger first, then the run's CPUs on `host`, the target's shared host, waited for while other runs hold
+    them; no grant where every machine is its own host (no `host`).
 
     Raises CapacityTimeout when the CPUs did not become free within `wait_s`, CapacityError when the test can
-    never fit the host, TargetError when the engine does not answer, LedgerError when the ledger cannot be written,
-    and ReservationStoreUnavailable when Redis does not answer."""
-    host = target_module(target).shared_host(settings)
+    never fit the host, LedgerError when the ledger cannot be written, and ReservationStoreUnavailable when Redis
+    does not answer."""
     if host is None:
-        return None, None
+        return None
     isolation = test.isolation or Isolation.EXCLUSIVE
     demands = machine_demands((machine.name, machine.hardware) for machine in lay_out(test).machines)
     too_large = oversize_problem(demands, isolation, host.capacity)
@@ -61,7 +64,7 @@ def take_cpus(
             wait_s, CAPACITY_POLL_S, log.info,
         )  # fmt: skip
     log.info("%s CPUs: %s", grant.isolation, {name: grant.cpuset(name) for name in grant.cpus})
-    return grant, host
+    return grant
 
 
 def hold_capacity(
@@ -69,14 +72,16 @@ def hold_capacity(
     run_id: str,
     test: BenchmarkTest,
     target: Target,
+    host: SharedHost | None,
     bounds: RunBounds,
     settings: OrchestrationSettings,
-) -> tuple[CpuGrant | None, SharedHost | None]:
-    """A slot of the target's run limit, held in `slot` until the run's end, then the host's CPUs (`take_cpus`).
+) -> CpuGrant | None:
+    """A slot of the target's run limit, held in `slot` until the run's end, then CPUs of the target's shared `host`
+    (`take_cpus`).
 
     Raises TargetSlotError when no slot could be had, and what `take_cpus` raises."""
     slot.enter_context(target_slot(target, bounds.target_slot_wait_s))
-    return bounded(take_cpus, bounds.capacity)(run_id, test, target, bounds.capacity_wait_s, settings)
+    return bounded(take_cpus, bounds.capacity)(run_id, test, target, host, bounds.capacity_wait_s, settings)
 
 
 def held_to(run: RunSpec, grant: CpuGrant | None, host: SharedHost | None) -> IsolationFacts:

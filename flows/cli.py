@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("file", help="suite file, YAML or JSON")
     run.add_argument("--timeout", type=float, default=6 * 3600, help="stop following after S seconds (default 6 h)")
-    run.add_argument("--poll", type=float, default=2.0, help="seconds between progress checks (default: 2)")
+    run.add_argument("--poll", type=float, default=1.0, help="seconds between progress checks (default: 1)")
     run.set_defaults(handler=_run)
 
     setup = commands.add_parser(

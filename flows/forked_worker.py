@@ -44,6 +44,12 @@ EDGE_FLOW_MODULES = ("flows.edge",)
 """The modules of the `stroppy-edge` pool's entrypoints: what a machine's agent preloads."""
 MASTER_FLOW_MODULES = ("flows.suite", "flows.run", "flows.reaper")
 """The modules of the `stroppy-master` pool's entrypoints: what a master worker preloads."""
+MASTER_RUN_LIBRARIES = (
+    "docker", "prefect_docker.host", "redis", "prefect_aws", "grafana_client", "scipy.special", "fastapi.encoders",
+)  # fmt: skip
+"""What a test run imports only once it reaches the step that needs it (the outside systems' SDKs, the statistics,
+Prefect's encoder of API payloads): 3.7 s of imports in every run's child until the fork server imported them. The
+fork server skips one that is not installed (an extra left out)."""
 DRAIN_TIMEOUT_S = 10
 """How long a finished flow run's child waits for its last logs and events to reach the API before it exits."""
 
@@ -180,11 +186,14 @@ with warnings.catch_warnings():
 
 
 async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
-                limit: int | None = None, with_healthcheck: bool = False) -> None:  # fmt: skip
+                libraries: tuple[str, ...] = (), limit: int | None = None,
+                with_healthcheck: bool = False) -> None:  # fmt: skip
     """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), running
-    up to `limit` flow runs at once, until stopped; `modules` are the flow modules the fork server imports."""
+    up to `limit` flow runs at once, until stopped; the fork server imports `modules`, the flow modules whose runs
+    start in its forks, and `libraries`, what those runs import later."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
-    _forks.set_forkserver_preload(list(modules))
+    # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on a machine's one core.
+    _forks.set_forkserver_preload(["__main__", *modules, *libraries])
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )

@@ -22,6 +22,7 @@ from infra.grafana import RUN_OVERVIEW, TEST_TREND, Grafana
 from infra.history_store import HistoryStore, LocalHistoryStore, S3HistoryStore
 from infra.images import image_ids
 from infra.images.packages import package_lists
+from infra.metrics_store import VictoriaMetrics
 from infra.result_storage import LocalResultStorage, ResultStorage, S3ResultStorage
 from infra.retries import retry_transient
 from infra.revision import project_commit, project_version
@@ -165,8 +166,18 @@ def report_run(
     Raises MetricsStoreError when the metrics store refuses the series or cannot be reached, LoadSeriesError when
     the load's log files are malformed, GrafanaError when Grafana refuses or cannot be reached, HistoryStoreError
     when the history cannot be read or written, and ResultStorageError when the raw files cannot be stored."""
+    with metrics_store(settings) as store:
+        return _report(result, run, settings, rule, store)
+
+
+def _report(
+    result: RunResult,
+    run: RunSpec,
+    settings: OrchestrationSettings,
+    rule: RegressionRule | None,
+    store: VictoriaMetrics,
+) -> RunResult:
     output_dir = Path(result.output_dir)
-    store = metrics_store(settings)
     series = _load_series(output_dir)
     store.import_series(result.run_id, series)
     result = result.model_copy(update={"charts": load_charts(series)})
@@ -187,12 +198,11 @@ def report_run(
         result = result.model_copy(update={"manifest": manifest})
     if result.verdict in (Verdict.PASSED, Verdict.FAILED) and result.fingerprint:
         result = _into_history(result, series, rule, history_store(settings))
-        for metric, aggregates in result.metrics.items():
-            for aggregate, value in aggregates.items():
-                if math.isfinite(value):
-                    store.record_history_point(
-                        result.test_name, result.fingerprint, metric, aggregate, value, result.started_at
-                    )
+        finite = {
+            metric: {aggregate: value for aggregate, value in aggregates.items() if math.isfinite(value)}
+            for metric, aggregates in result.metrics.items()
+        }
+        store.record_history_points(result.test_name, result.fingerprint, finite, result.started_at)
     connection = saved_block(GrafanaConnection, settings.grafana_block)
     if connection is not None:
         grafana = Grafana(connection.get_client(), connection.folder, connection.datasource_url)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -26,8 +25,9 @@ from flows.capacity import held_to, hold_capacity, open_load_window, runs_beside
 from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
 from flows.heartbeat import RunHeartbeat
 from flows.keep import finish_run, teardown
-from flows.progress import InjectedFailure, RunTimeline, bounded
+from flows.progress import RunTimeline, bounded
 from flows.reporting import RunResult, base_manifest, judge, report_run
+from flows.run_steps import RunStep, injected_step, run_steps
 from flows.teardown import (
     LEDGER_FLOW_RUN,
     LEDGER_QUEUES,
@@ -49,7 +49,7 @@ from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
 from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import check_address_space, open_target, target_module
-from infra.targets.base import RunSpec, machine_queue_name
+from infra.targets.base import RunSpec, SharedHost, machine_queue_name
 from stroppy_domain.bounds import RunBounds, run_bounds
 from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
@@ -63,20 +63,6 @@ from stroppy_domain.validation import validate_suite
 
 RUN_LOAD_DEPLOYMENT = "run-load/edge"
 INSTALL_DEPLOYMENT = "install-stroppy/edge"
-
-
-class RunStep(StrEnum):
-    VALIDATE = "validate"
-    CAPACITY = "capacity"
-    RESERVE = "reserve"
-    PLAN = "plan"
-    CREATE_MACHINES = "create_machines"
-    WAIT_FOR_AGENTS = "wait_for_agents"
-    START_SERVICES = "start_services"
-    INSTALL = "install"
-    RUN_LOAD = "run_load"
-    RESULTS = "results"
-    REPORT = "report"
 
 
 def run_id_for(flow_run_id: Any) -> str:
@@ -93,9 +79,9 @@ def _teardown_hook(flow: object, flow_run: Any, state: object) -> None:
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 def validate_and_open_ledger(
     test: BenchmarkTest, target: Target, run_id: str, flow_run_id: str, settings: OrchestrationSettings
-) -> None:
+) -> SharedHost | None:
     """Validate the test as a suite of one on `target`, against the size of the target's host when its machines
-    share one; then open the run's ledger with its flow run in it.
+    share one; then open the run's ledger with its flow run in it. Returns that host (None: each machine is its own).
 
     Raises InvalidSuiteError when the test cannot be run (or not on that host, or names a Secret block that is not
     saved), ResultStorageError when the run's results directory cannot be written, TargetError when the target's
@@ -114,6 +100,7 @@ def validate_and_open_ledger(
         ledger = RunLedger(client, run_id)
         ledger.open(settings.ledger_ttl_s)
         ledger.record(LEDGER_FLOW_RUN, flow_run_id)
+    return host
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
@@ -273,19 +260,6 @@ def run_load_on_runner(
     return outcome
 
 
-def _injected_step(test: BenchmarkTest, settings: OrchestrationSettings) -> RunStep | None:
-    step = settings.inject_failure_at.get(test.name)
-    if step is None:
-        return None
-    try:
-        return RunStep(step)
-    except ValueError:
-        steps = ", ".join(RunStep)
-        raise InjectedFailure(
-            f"STROPPY_INJECT_FAILURE_AT names step {step!r} for {test.name}; steps: {steps}"
-        ) from None
-
-
 @flow(name="stroppy-test-run", persist_result=True, on_crashed=[_teardown_hook], on_cancellation=[_teardown_hook])
 def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult | State:
     """Provision the test's topology, run its load on the runner machine, and always tear everything down.
@@ -299,7 +273,7 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     settings = OrchestrationSettings()
     run_id = run_id_for(current_flow_run.id)
     started_at = datetime.now(UTC)
-    timeline = RunTimeline([str(step) for step in RunStep], get_run_logger(), _injected_step(test, settings))
+    timeline = RunTimeline([str(step) for step in run_steps(target)], get_run_logger(), injected_step(test, settings))
     step = timeline.step
     bounds = run_bounds(
         test, target_module(target).bounds(settings), settings.install_timeout_s, settings.load_margin_s,
@@ -311,11 +285,11 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
     passed = False
     try:
         with step(RunStep.VALIDATE):
-            bounded(validate_and_open_ledger, bounds.validate_step)(
+            host = bounded(validate_and_open_ledger, bounds.validate_step)(
                 test, target, run_id, str(current_flow_run.id), settings
             )
         with step(RunStep.CAPACITY):
-            grant, host = hold_capacity(slot, run_id, test, target, bounds, settings)
+            grant = hold_capacity(slot, run_id, test, target, host, bounds, settings)
         with step(RunStep.RESERVE):
             machines = len(lay_out(test).machines)
             subnet = bounded(reserve_subnet, bounds.reserve)(run_id, target, machines, settings)
@@ -377,11 +351,20 @@ def _install(
 
 
 def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bounds: RunBounds, step: Any) -> None:
-    """Machines, their agents, their services: each step bounded as the target needs."""
+    """Machines, their agents, their services, in the target's order (`run_steps`): each step bounded as the target
+    needs."""
     with step(RunStep.CREATE_MACHINES):
         queues = bounded(create_machines, bounds.create_machines)(run, target, settings)
-    with step(RunStep.WAIT_FOR_AGENTS):
-        bounded(wait_for_agents, bounds.wait_for_agents)(queues, bounds.agents_ready_s)
+    agents_first = target_module(target).SERVICES_NEED_AGENTS
+
+    def agents() -> None:
+        with step(RunStep.WAIT_FOR_AGENTS):
+            bounded(wait_for_agents, bounds.wait_for_agents)(queues, bounds.agents_ready_s)
+
+    if agents_first:
+        agents()
     with step(RunStep.START_SERVICES):
         bounded(start_services, bounds.start_services)(run, target, settings)
         bounded(watch_exporters, bounds.watch_exporters)(run, settings)
+    if not agents_first:
+        agents()

@@ -56,7 +56,11 @@ def _master_worker(args: argparse.Namespace) -> int:
     """Run a worker of the master's pool in this process until stopped (flows.forked_worker)."""
     import anyio  # noqa: PLC0415
 
-    from flows.forked_worker import MASTER_FLOW_MODULES, serve  # noqa: PLC0415 - Prefect loads only in a worker
+    from flows.forked_worker import (  # noqa: PLC0415 - Prefect loads only in a worker
+        MASTER_FLOW_MODULES,
+        MASTER_RUN_LIBRARIES,
+        serve,
+    )
 
-    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, limit=args.limit))
+    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit))
     return EXIT_OK

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import tarfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,8 @@ LOG_TAIL_LINES = 40
 Progress = Callable[[str], None]
 NetworkMode = Callable[[Machine], str]
 Limits = Callable[[Machine], dict[str, Any]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def machine_limits(run: RunSpec, machine: Machine) -> dict[str, Any]:
@@ -127,7 +129,7 @@ class ServiceEngine:
     def __init__(
         self,
         client: docker.DockerClient,
-        parallel_health_checks: int = 8,
+        parallel_engine_calls: int = 8,
         progress: Progress = print,
         pull_missing_images: bool = False,
     ) -> None:
@@ -136,7 +138,7 @@ class ServiceEngine:
         self._docker = docker
         self._client = client
         self._api = client.api
-        self._parallel = parallel_health_checks
+        self._parallel = parallel_engine_calls
         self._progress = progress
         self._pull = pull_missing_images
         self._accounts: dict[str, dict[str, int]] = {}
@@ -160,6 +162,14 @@ class ServiceEngine:
             raise TargetError(f"{what}: {error}") from error
         except requests.RequestException as error:
             raise TargetError(f"{what}: the Docker engine did not answer: {error}", retryable=True) from error
+
+    def in_parallel(self, operation: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+        """`operation` on every item, at most `parallel_engine_calls` at once; the results in the items' order.
+        Raises the first failing item's error, once every item has ended."""
+        if len(items) < 2:
+            return [operation(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self._parallel, len(items))) as pool:
+            return list(pool.map(operation, items))
 
     def is_not_found(self, error: TargetError) -> bool:
         return isinstance(error.__cause__, self._docker.errors.NotFound)
@@ -195,19 +205,16 @@ class ServiceEngine:
         answer."""
         if not members:
             return
-        started = [
-            (
-                machine,
-                container,
-                self._ensure_service(run, machine, container, network_mode(machine), limits(machine) if limits else {}),
-            )
-            for machine, container in members
-        ]
+        ids = self.in_parallel(
+            lambda member: self._ensure_service(
+                run, *member, network_mode(member[0]), limits(member[0]) if limits else {}
+            ),
+            members,
+        )
+        started = [(machine, container, id_) for (machine, container), id_ in zip(members, ids, strict=True)]
         self._progress(f"run {run.run_id}: stage {stage.name.lower()}: waiting for {len(started)} service(s)")
-        with ThreadPoolExecutor(max_workers=self._parallel) as pool:
-            failures = [
-                error for error in pool.map(lambda item: self._wait_healthy(run, *item), started) if error is not None
-            ]
+        healths = self.in_parallel(lambda item: self._wait_healthy(run, *item), started)
+        failures = [error for error in healths if error is not None]
         if failures:
             raise TargetError(
                 f"run {run.run_id}: stage {stage.name.lower()} did not become healthy:\n" + "\n".join(failures)

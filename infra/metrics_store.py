@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from infra.targets.base import ReleasedOnExit
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.timeseries import ScrapeTarget, Series
 
@@ -27,11 +29,20 @@ class MetricsStoreError(StroppyError):
     """VictoriaMetrics refused or could not be reached; the message says which call and why."""
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(ReleasedOnExit):
+    """One VictoriaMetrics server. Its HTTP calls share one client (made at the first call: a client's TLS set-up
+    costs 40 ms); use it as a context manager, or call `close()`, to release it."""
+
     def __init__(self, url: str, targets_dir: Path, timeout_s: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.targets_dir = targets_dir
         self._timeout = timeout_s
+        self._client: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def targets_file(self, run_id: str) -> Path:
         return self.targets_dir / f"{run_id}.json"
@@ -71,20 +82,25 @@ class VictoriaMetrics:
         )
         return sum(len(one.values) for one in series)
 
-    def record_history_point(
-        self, test: str, fingerprint: str, metric: str, aggregate: str, value: float, at: datetime
+    def record_history_points(
+        self, test: str, fingerprint: str, values: Mapping[str, Mapping[str, float]], at: datetime
     ) -> None:
-        """One run's value of one of its test's key metrics, as the point at `at` (the run's start) of the test's
-        history series. Recording it again, as a retried report would, adds no point: same series, same timestamp.
+        """One run's values of its test's key metrics (metric -> aggregate -> value), each as the point at `at` (the
+        run's start) of the test's history series of that metric, in one import. Recording them again, as a retried
+        report would, adds no point: same series, same timestamp.
 
-        Raises ValueError when `value` is not finite (VictoriaMetrics would drop it without saying so),
-        MetricsStoreError when VictoriaMetrics refuses it or cannot be reached (retryable when it did not answer or
-        failed on its side)."""
-        if not math.isfinite(value):
-            raise ValueError(f"{test} {metric} {aggregate}: {value} is not a number to record")
-        labels = {"test": test, "fingerprint": fingerprint, "metric": metric, "aggregate": aggregate}
-        point = {"values": [value], "timestamps": [int(at.timestamp() * 1000)]}
-        self._import([{"metric": {"__name__": HISTORY_METRIC, **labels}, **point}])
+        Raises ValueError, before anything is recorded, when a value is not finite (VictoriaMetrics would drop it
+        without saying so); MetricsStoreError when VictoriaMetrics refuses them or cannot be reached (retryable when
+        it did not answer or failed on its side)."""
+        points = []
+        for metric, aggregates in values.items():
+            for aggregate, value in aggregates.items():
+                if not math.isfinite(value):
+                    raise ValueError(f"{test} {metric} {aggregate}: {value} is not a number to record")
+                labels = {"test": test, "fingerprint": fingerprint, "metric": metric, "aggregate": aggregate}
+                point = {"values": [value], "timestamps": [int(at.timestamp() * 1000)]}
+                points.append({"metric": {"__name__": HISTORY_METRIC, **labels}, **point})
+        self._import(points)
 
     def query_range(self, expression: str, start: datetime, end: datetime, step_s: int) -> list[dict[str, Any]]:
         """The `result` of a Prometheus range query: one entry per series.
@@ -126,7 +142,9 @@ class VictoriaMetrics:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = httpx.request(method, self.url + path, timeout=self._timeout, **kwargs)
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout)
+            response = self._client.request(method, self.url + path, **kwargs)
             response.raise_for_status()
         except httpx.HTTPStatusError as error:
             raise MetricsStoreError(

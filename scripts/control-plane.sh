@@ -4,6 +4,7 @@
 #                                     and stroppy-edge, each target's run limit, block types, blocks from
 #                                     STROPPY_SETUP_*), deploys the flows of prefect.yaml and starts the master
 #                                     workers; waits (bounded) for each
+#   scripts/control-plane.sh install  installs Debian's PostgreSQL server when STROPPY_PREFECT_DATABASE=postgresql
 #   scripts/control-plane.sh workers  starts the master workers that are not running (after one was killed)
 #   scripts/control-plane.sh stop     stops the master workers, the server and its database
 # Settings (environment):
@@ -160,8 +161,9 @@ stop() {
 }
 
 case "${1:-}" in
+  install) [ "$database" = sqlite ] || install_debian_packages postgresql ;;
   start) start ;;
   workers) start_workers ;;
   stop) stop ;;
-  *) echo "usage: $0 start|workers|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|workers|stop" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Start or stop a Docker engine for the tests and for local runs of the Docker target.
+#   scripts/engine.sh install installs docker.io and mmdebstrap if missing
 #   scripts/engine.sh start   installs docker.io (and mmdebstrap, which builds the base image) if missing, starts
 #                             dockerd (overlay2) unless one answers already, and waits until it answers (at most 60 s)
 #   scripts/engine.sh stop    stops the dockerd that `start` started (never one it found running)
@@ -46,7 +47,8 @@ stop() {
 }
 
 case "${1:-}" in
+  install) install_engine ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole local stack, in order: Redis, a Docker engine, the images, the Prefect control plane.
+# The whole local stack: Redis and VictoriaMetrics; then a Docker engine and the images beside the Prefect control
+# plane, which needs neither.
 #   scripts/stack.sh start   starts (and installs) each part, builds the images that are not up to date
 #   scripts/stack.sh stop    stops each part that was started by these scripts
 set -euo pipefail
@@ -8,9 +9,15 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
   start)
     bash scripts/services.sh start
-    bash scripts/engine.sh start
-    uv run --frozen python -m infra.images build
-    bash scripts/control-plane.sh start
+    # Packages first, one apt-get at a time: two at once would fight over dpkg's lock.
+    bash scripts/engine.sh install
+    bash scripts/control-plane.sh install
+    bash scripts/control-plane.sh start &
+    control_plane=$!
+    engine=0
+    { bash scripts/engine.sh start && uv run --frozen python -m infra.images build; } || engine=$?
+    wait "$control_plane"
+    exit "$engine"
     ;;
   stop)
     bash scripts/control-plane.sh stop

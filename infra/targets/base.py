@@ -154,6 +154,10 @@ class TargetModule(Protocol):
     """True when the runner writes the load's files straight into the master's results directory; otherwise they
     come back through the results bucket."""
 
+    SERVICES_NEED_AGENTS: bool
+    """True when services start through the machines' edge agents, which must be ready first; False when the target
+    starts them itself, and the agents (not needed until the load) are waited for after the services."""
+
     def is_available(self, settings: OrchestrationSettings) -> bool:
         """Whether this installation can reach the target (its blocks are saved)."""
 

@@ -282,7 +282,7 @@ def test_a_run_far_below_its_history_fails_as_a_regression_with_the_change_and_i
 
 
 STEPS = [
-    "validate", "capacity", "reserve", "plan", "create_machines", "wait_for_agents", "start_services", "install",
+    "validate", "capacity", "reserve", "plan", "create_machines", "start_services", "wait_for_agents", "install",
     "run_load", "results", "report",
 ]  # fmt: skip
 

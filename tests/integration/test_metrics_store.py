@@ -113,8 +113,8 @@ def test_history_points_come_back_one_per_run_as_the_trend_dashboard_queries_the
     trend = TREND_QUERY.replace("$fingerprint", fingerprint).replace("$metric", ".*").replace("$__interval", "3600s")
     window = (today - timedelta(days=4), today)
     for seen, (at, value) in enumerate(runs, start=1):
-        store.record_history_point(test, fingerprint, "tps", "value", value, at)
-        store.record_history_point(test, fingerprint, "tps", "value", value, at)  # a retried report
+        store.record_history_points(test, fingerprint, {"tps": {"value": value}, "latency_p95": {}}, at)
+        store.record_history_points(test, fingerprint, {"tps": {"value": value}}, at)  # a retried report
         # Viewed after each run: the second run's point must not be hidden by the answer cached after the first.
         (points,) = store.query_range(trend, *window, 3600)
         assert [float(shown) for _, shown in points["values"]] == [recorded for _, recorded in runs[:seen]]
@@ -123,8 +123,10 @@ def test_history_points_come_back_one_per_run_as_the_trend_dashboard_queries_the
         "__name__": HISTORY_METRIC, "test": test, "fingerprint": fingerprint, "metric": "tps", "aggregate": "value",
     }  # fmt: skip
     assert series["values"] == [[runs[0][0].timestamp(), "100"]]
-    with pytest.raises(ValueError, match="not a number"):
-        store.record_history_point(test, fingerprint, "tps", "value", float("nan"), today)
+    with pytest.raises(ValueError, match="tps rate: nan is not a number"):
+        store.record_history_points(test, fingerprint, {"tps": {"value": 1.0, "rate": float("nan")}}, today)
+    (points,) = store.query_range(trend, *window, 3600)
+    assert len(points["values"]) == len(runs), "nothing of a refused batch was recorded"
 
 
 def test_errors_name_the_call_and_the_reason(store: VictoriaMetrics) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import yaml
 
-from flows.forked_worker import EDGE_FLOW_MODULES, MASTER_FLOW_MODULES
+from flows.forked_worker import EDGE_FLOW_MODULES, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES
 from stroppy_domain.validation import validate_suite
 from tests.conftest import EXAMPLES, REPO
 
@@ -69,3 +70,9 @@ def test_each_pools_workers_preload_the_modules_of_its_flows_and_no_other() -> N
     for deployment in deployments().values():
         used.setdefault(deployment["work_pool"]["name"], set()).add(deployment["entrypoint"].split(":")[0])
     assert used == {"stroppy-master": set(MASTER_FLOW_MODULES), "stroppy-edge": set(EDGE_FLOW_MODULES)}
+
+
+def test_the_libraries_a_master_preloads_exist_in_a_full_install() -> None:
+    """The fork server skips a module it cannot import without a word: a misspelt name would cost every run its
+    import again."""
+    assert [name for name in MASTER_RUN_LIBRARIES if importlib.util.find_spec(name) is None] == []

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import typing_extensions
 
+from flows.run_steps import RunStep, run_steps
 from infra.targets import PACKAGES, target_module
 from infra.targets.base import TargetBackend, TargetError, TargetModule
 from stroppy_domain.model import Target
@@ -67,3 +68,17 @@ def test_the_flows_never_branch_on_a_targets_name() -> None:
         if "Target.DOCKER" in line or "Target.YANDEX" in line
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("name", "agents_before_services"), [(Target.DOCKER, False), (Target.YANDEX_CLOUD, True)], ids=str
+)
+def test_a_run_waits_for_its_agents_before_its_services_only_where_they_start_the_services(
+    name: Target, agents_before_services: bool
+) -> None:
+    steps = run_steps(name)
+    assert sorted(steps) == sorted(RunStep)
+    assert (steps.index(RunStep.WAIT_FOR_AGENTS) < steps.index(RunStep.START_SERVICES)) == agents_before_services
+    assert steps.index(RunStep.CREATE_MACHINES) < min(
+        steps.index(RunStep.WAIT_FOR_AGENTS), steps.index(RunStep.START_SERVICES)
+    )

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 SHARES_RESULTS_DIR = True
 """The master's results directory is mounted into every machine at the same path."""
+SERVICES_NEED_AGENTS = False
+"""The engine starts services in the machines' namespaces itself: the agents boot meanwhile."""
 RUNNER_ROOT = PurePosixPath("/opt/stroppy-runs")
 
 
@@ -195,6 +197,7 @@ def open_backend(settings: OrchestrationSettings) -> DockerTarget:
 
 
 __all__ = [
+    "SERVICES_NEED_AGENTS",
     "SHARES_RESULTS_DIR",
     "DockerSettings",
     "DockerTarget",

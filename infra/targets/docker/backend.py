@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ from infra.targets.base import (
     LABEL_MACHINE,
     LABEL_MANAGED_BY,
     LABEL_RUN_ID,
+    LABEL_SERVICE,
     MANAGER,
     DestroyReport,
     ReleasedOnExit,
@@ -57,7 +58,9 @@ class DockerTargetSettings(BaseModel):
         description="HOST_PATH:CONTAINER_PATH[:ro] mounts of machine containers, e.g. shared result storage.",
     )
     api_timeout_s: float = Field(default=120, gt=0, description="Timeout of every call to the engine.")
-    parallel_health_checks: int = Field(default=8, ge=1, le=64)
+    parallel_engine_calls: int = Field(
+        default=8, ge=1, le=64, description="Containers created, health-checked or removed at once."
+    )
 
 
 def network_name(run_id: str) -> str:
@@ -80,7 +83,7 @@ class DockerTarget(ReleasedOnExit):
         self._client = client or docker.from_env(timeout=int(settings.api_timeout_s))
         self._api = self._client.api
         self._progress = progress
-        self._engine = ServiceEngine(self._client, settings.parallel_health_checks, progress)
+        self._engine = ServiceEngine(self._client, settings.parallel_engine_calls, progress)
         self._call = self._engine.call
 
     def close(self) -> None:
@@ -99,8 +102,7 @@ class DockerTarget(ReleasedOnExit):
         belongs to another run (or the network to another subnet), or the engine refuses or does not answer."""
         check_run_id(run.run_id)
         network = self._ensure_network(run)
-        for machine in run.plan.machines:
-            self._ensure_machine(run, machine, network)
+        self._engine.in_parallel(lambda machine: self._ensure_machine(run, machine, network), run.plan.machines)
         self._progress(f"run {run.run_id}: {len(run.plan.machines)} machine(s) on {run.plan.subnet}")
 
     def _ensure_network(self, run: RunSpec) -> str:
@@ -193,18 +195,18 @@ class DockerTarget(ReleasedOnExit):
         check_run_id(run_id)
         selector = {"label": [f"{LABEL_RUN_ID}={run_id}", f"{LABEL_MANAGED_BY}={MANAGER}"]}
         containers = self._call(lambda: self._api.containers(all=True, filters=selector), f"list run {run_id}")
+        machines = [c for c in containers if (c.get("Labels") or {}).get(LABEL_SERVICE) == MACHINE_SERVICE]
+        services = [c for c in containers if c not in machines]
         # Services first: a machine container cannot go while services share its network namespace.
-        containers.sort(key=lambda item: (item.get("Labels") or {}).get("stroppy.service") == MACHINE_SERVICE)
-        removed = {"containers": 0, "volumes": 0, "networks": 0}
-        for container in containers:
-            removed["containers"] += self._remove(
-                lambda c=container: self._api.remove_container(c["Id"], force=True), f"container {container['Names']}"
-            )
+        removed = {"containers": self._remove_containers(services) + self._remove_containers(machines)}
         volumes = self._call(lambda: self._api.volumes(filters=selector), f"list volumes of {run_id}")["Volumes"] or []
-        for volume in volumes:
-            removed["volumes"] += self._remove(
-                lambda v=volume: self._api.remove_volume(v["Name"], force=True), f"volume {volume['Name']}"
+        removed["volumes"] = sum(
+            self._engine.in_parallel(
+                lambda v: self._remove(lambda: self._api.remove_volume(v["Name"], force=True), f"volume {v['Name']}"),
+                volumes,
             )
+        )
+        removed["networks"] = 0
         for network in self._call(lambda: self._api.networks(filters=selector), f"list networks of {run_id}"):
             removed["networks"] += self._remove(
                 lambda n=network: self._api.remove_network(n["Id"]), f"network {network['Name']}"
@@ -212,6 +214,17 @@ class DockerTarget(ReleasedOnExit):
         report = DestroyReport(run_id=run_id, removed=removed)
         self._progress(f"run {run_id}: destroyed {removed}")
         return report
+
+    def _remove_containers(self, containers: list[dict[str, Any]]) -> int:
+        """Remove `containers` at once; returns how many were still there."""
+        return sum(
+            self._engine.in_parallel(
+                lambda c: self._remove(
+                    lambda: self._api.remove_container(c["Id"], force=True), f"container {c['Names']}"
+                ),
+                containers,
+            )
+        )
 
     def _remove(self, operation: Callable[..., object], what: str) -> int:
         # Called with no arguments; `...` lets callers bind their loop variable as a lambda default.

@@ -28,6 +28,8 @@ from stroppy_domain.plan import StartStage
 
 SHARES_RESULTS_DIR = False
 """Cloud machines upload the load's files to the results bucket; the master fetches them from there."""
+SERVICES_NEED_AGENTS = True
+"""Each machine starts its own services in an edge flow its agent runs."""
 MARGIN_S = 60
 
 
@@ -186,6 +188,7 @@ def open_backend(settings: OrchestrationSettings) -> YandexTarget:
 
 __all__ = [
     "RELEASE_SETTINGS",
+    "SERVICES_NEED_AGENTS",
     "SHARES_RESULTS_DIR",
     "MachineBootstrap",
     "YandexSettings",
