@@ -186,14 +186,17 @@ with warnings.catch_warnings():
 
 
 async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
-                libraries: tuple[str, ...] = (), limit: int | None = None,
-                with_healthcheck: bool = False) -> None:  # fmt: skip
+                libraries: tuple[str, ...] = (), limit: int | None = None, with_healthcheck: bool = False,
+                fork_server_first: bool = False) -> None:  # fmt: skip
     """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), running
     up to `limit` flow runs at once, until stopped; the fork server imports `modules`, the flow modules whose runs
-    start in its forks, and `libraries`, what those runs import later."""
+    start in its forks, and `libraries`, what those runs import later. It starts before the first poll with
+    `fork_server_first`, else after it."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
     # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on a machine's one core.
     _forks.set_forkserver_preload(["__main__", *modules, *libraries])
+    if fork_server_first:
+        forkserver.ensure_running()
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )

@@ -25,13 +25,18 @@ from flows.teardown import tear_down
 from infra.edge_queues import cancel_flow_run
 from infra.settings import OrchestrationSettings
 from infra.targets import target_module
-from stroppy_domain.bounds import poll_interval_s, run_bounds, suite_wait_s
+from stroppy_domain.bounds import run_bounds, suite_wait_s
 from stroppy_domain.comparison import run_order, sum_up
 from stroppy_domain.errors import StroppyError
 from stroppy_domain.model import BenchmarkTest, Suite
 from stroppy_domain.reports import SuiteRow, against_history, comparisons_markdown, slug
 
 __all__ = ["SuiteResult", "TestOutcome", "run_suite", "run_wait_s"]
+
+RUN_POLL_S = 1.0
+"""How often the suite reads the state of each test run it waits for: one small API call. A 200th of the run's bound
+(13 s for a 30 s pgbench load) held the suite's end, and with a parallelism limit the next test's start, that long
+after the run ended."""
 
 TEST_RUN_DEPLOYMENT = "stroppy-test-run/run"
 
@@ -93,7 +98,7 @@ async def run_suite(suite: Suite) -> State:
                         "target": str(suite.target_of(test)),
                     },
                     timeout=bound,
-                    poll_interval=poll_interval_s(bound),
+                    poll_interval=RUN_POLL_S,
                     job_variables=_job_variables(settings),
                 )
         except Exception as error:  # the run could not even be created: report it as this test's failure

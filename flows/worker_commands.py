@@ -62,5 +62,12 @@ def _master_worker(args: argparse.Namespace) -> int:
         serve,
     )
 
-    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit))
+    # The fork server imports at once (7 s on a busy host): a master has no readiness to signal, and the control
+    # plane starts its workers before it deploys the flows, so the imports are done by the first suite.
+    anyio.run(
+        partial(
+            serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit,
+            fork_server_first=True,
+        )
+    )  # fmt: skip
     return EXIT_OK

@@ -2,8 +2,8 @@
 # A local Prefect control plane for tests and development.
 #   scripts/control-plane.sh start    starts a Prefect server, runs `stroppy-flows setup` (work pools stroppy-master
 #                                     and stroppy-edge, each target's run limit, block types, blocks from
-#                                     STROPPY_SETUP_*), deploys the flows of prefect.yaml and starts the master
-#                                     workers; waits (bounded) for each
+#                                     STROPPY_SETUP_*), starts the master workers and deploys the flows of
+#                                     prefect.yaml; waits (bounded) for each
 #   scripts/control-plane.sh install  installs Debian's PostgreSQL server when STROPPY_PREFECT_DATABASE=postgresql
 #   scripts/control-plane.sh workers  starts the master workers that are not running (after one was killed)
 #   scripts/control-plane.sh stop     stops the master workers, the server and its database
@@ -143,11 +143,12 @@ start() {
   # Work pools, block types, and the blocks the environment configures (STROPPY_SETUP_*).
   timeout 120 uv run --frozen stroppy-flows setup >"$state/setup.log" 2>&1 \
     || { log "setup failed; see $state/setup.log"; exit 1; }
+  # The workers need only their pool: they start (and import the flows) while the flows are deployed.
+  start_workers
   # STROPPY_FLOWS_DIR must stay unset here: the pull step resolves it on each worker, not at deploy time.
   env -u STROPPY_FLOWS_DIR timeout 120 uv run --frozen prefect deploy --all --no-prompt >"$state/prefect-deploy.log" 2>&1 \
     || { log "deploy failed; see $state/prefect-deploy.log"; exit 1; }
   log "deployed: $(grep -c 'Deployment .* successfully created' "$state/prefect-deploy.log" || true) deployment(s)"
-  start_workers
 }
 
 stop() {

@@ -20,9 +20,16 @@ case "${1:-}" in
     exit "$engine"
     ;;
   stop)
-    bash scripts/control-plane.sh stop
-    bash scripts/engine.sh stop
-    bash scripts/services.sh stop
+    # Each part stops on its own: none needs another to go down.
+    bash scripts/control-plane.sh stop & control_plane=$!
+    bash scripts/engine.sh stop & engine=$!
+    services=0
+    bash scripts/services.sh stop || services=$?
+    failed=0
+    wait "$control_plane" || failed=$?
+    wait "$engine" || failed=$?
+    [ "$failed" -eq 0 ] || exit "$failed"
+    exit "$services"
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac
