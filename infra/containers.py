@@ -205,13 +205,16 @@ class ServiceEngine:
         answer."""
         if not members:
             return
-        ids = self.in_parallel(
-            lambda member: self._ensure_service(
-                run, *member, network_mode(member[0]), limits(member[0]) if limits else {}
-            ),
-            members,
-        )
-        started = [(machine, container, id_) for (machine, container), id_ in zip(members, ids, strict=True)]
+        # One after another, in the plan's order: an exporter started beside what it exports can find it not yet
+        # listening and exit (PgBouncer's exporter does).
+        started = [
+            (
+                machine,
+                container,
+                self._ensure_service(run, machine, container, network_mode(machine), limits(machine) if limits else {}),
+            )
+            for machine, container in members
+        ]
         self._progress(f"run {run.run_id}: stage {stage.name.lower()}: waiting for {len(started)} service(s)")
         healths = self.in_parallel(lambda item: self._wait_healthy(run, *item), started)
         failures = [error for error in healths if error is not None]
