@@ -3,8 +3,8 @@ that has already imported Prefect and the flows, instead of in a new interpreter
 
 A new interpreter cost every flow run 1.5 s (an edge flow on a runner's CPU) to 6 s (a test run on a busy master) of
 imports, reading its deployment and running the pull steps, before the flow ran: most of a run's dispatch latency.
-The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, after the
-worker's first poll; each flow run then runs in a fresh child forked from it, in a session of its own as a process
+The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, as the
+worker starts; each flow run then runs in a fresh child forked from it, in a session of its own as a process
 worker's children are, so a run that crashes or is cancelled (the worker kills its process) takes nothing with it,
 and a killed worker leaves its runs going. A flow run whose entrypoint is in another module starts as a process
 worker starts it.
@@ -106,8 +106,8 @@ class ForkedFlowStarter:
             pass
         process = _forks.Process(target=_run_in_fork, args=(self._entrypoint, flow_run.id, env))
         try:
-            # In a thread: the fork server answers once it has imported the flows, which can take a second or two
-            # after the worker's first poll, and the worker's event loop keeps polling meanwhile.
+            # In a thread: the fork server answers once it has imported the flows, seconds after the worker started
+            # on a busy host, and the worker's event loop keeps serving meanwhile (its heartbeats, its health).
             await anyio.to_thread.run_sync(process.start)
         except BaseException:
             if registered:
@@ -130,17 +130,6 @@ with warnings.catch_warnings():
         def __init__(self, preloaded: tuple[str, ...], **options: Any) -> None:
             super().__init__(**options)
             self.preloaded = frozenset(preloaded)
-            self._fork_server_started = False
-
-        async def get_and_submit_flow_runs(self) -> list[FlowRun]:
-            """One poll; after the first, the fork server starts importing the flows. Not before: on a machine's one
-            core its imports would delay that first poll, which tells the master the machine is ready, and the
-            master has other work (its services) before it sends the first flow."""
-            flow_runs = await super().get_and_submit_flow_runs()
-            if not self._fork_server_started:
-                forkserver.ensure_running()
-                self._fork_server_started = True
-            return flow_runs
 
         async def run(
             self,
@@ -186,17 +175,18 @@ with warnings.catch_warnings():
 
 
 async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
-                libraries: tuple[str, ...] = (), limit: int | None = None, with_healthcheck: bool = False,
-                fork_server_first: bool = False) -> None:  # fmt: skip
+                libraries: tuple[str, ...] = (), limit: int | None = None,
+                with_healthcheck: bool = False) -> None:  # fmt: skip
     """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), running
     up to `limit` flow runs at once, until stopped; the fork server imports `modules`, the flow modules whose runs
-    start in its forks, and `libraries`, what those runs import later. It starts before the first poll with
-    `fork_server_first`, else after it."""
+    start in its forks, and `libraries`, what those runs import later."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
     # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on a machine's one core.
     _forks.set_forkserver_preload(["__main__", *modules, *libraries])
-    if fork_server_first:
-        forkserver.ensure_running()
+    # At once, not at the first flow run: a worker does not poll while a run's process starts, which waits for these
+    # imports (over 20 s on a host running eight loads). An agent is waited for only once its machine's services
+    # are up (Docker) or after its own installation (a cloud VM), so the imports delay no run there.
+    forkserver.ensure_running()
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )

@@ -62,12 +62,7 @@ def _master_worker(args: argparse.Namespace) -> int:
         serve,
     )
 
-    # The fork server imports at once (7 s on a busy host): a master has no readiness to signal, and the control
-    # plane starts its workers before it deploys the flows, so the imports are done by the first suite.
-    anyio.run(
-        partial(
-            serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit,
-            fork_server_first=True,
-        )
-    )  # fmt: skip
+    # The control plane starts its workers before it deploys the flows: the fork server's imports are done by the
+    # first suite.
+    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit))
     return EXIT_OK

@@ -24,6 +24,9 @@ EDGE_POOL = "stroppy-edge"
 QUEUE_RECHECK_TIMEOUT_S = 30
 AGENT_SILENT_S = 20
 """An edge agent polls its queue every second; one silent this long while its flow runs has lost its machine."""
+AGENT_STARTING_SILENT_S = 90
+"""The same before the flow runs: an agent does not poll while it starts a flow run's process, which waits for its
+fork server's imports, and those took over 20 s on a host running eight loads."""
 AGENT_POLL_S = 1.0
 """How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
@@ -107,8 +110,9 @@ def dispatch(
     """Run an edge flow on one machine's queue, once its agent polls it; returns its flow run's id, under which it
     left its answer, if it gives one (infra.edge_replies). Its Prefect result is never read: a machine wrote it.
 
-    While the flow runs, the agent must keep polling its queue: one silent for `AGENT_SILENT_S` lost its machine (a
-    killed container, a dead VM), and the flow is given up at once instead of at its bound.
+    While the flow runs, the agent must keep polling its queue: one silent for `AGENT_SILENT_S` (before the flow
+    runs, `AGENT_STARTING_SILENT_S`) lost its machine (a killed container, a dead VM), and the flow is given up at
+    once instead of at its bound.
 
     Raises EdgeAgentsNotReady when the machine's agent stopped polling, EdgeFlowFailed when the flow failed, and
     EdgeFlowTimedOut when it did not end within `bound_s` (it is cancelled first in both of these last cases)."""
@@ -119,6 +123,7 @@ def dispatch(
     agent_check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
     next_agent_check = time.monotonic() + agent_check_s
     answering_since = time.monotonic()
+    started = False
     with get_client(sync_client=True) as client:
         while True:
             asked = time.monotonic()
@@ -129,12 +134,14 @@ def dispatch(
                 # The API was away or slow (a restart; Prefect's client waited for it): no agent could poll it
                 # meanwhile, so an agent's silence counts from now.
                 answering_since = time.monotonic()
-            started = state is not None and state.is_running()
+            if not started and state is not None and state.is_running():
+                # The agent polls again only now that the flow's process has started: its silence counts from here.
+                started, answering_since = True, time.monotonic()
             if time.monotonic() >= next_agent_check:
                 next_agent_check = time.monotonic() + agent_check_s
                 last_polled = client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled
                 silent_s = agent_silence_s(last_polled, answering_since)
-                if silent_s is not None and silent_s > AGENT_SILENT_S:
+                if silent_s is not None and silent_s > (AGENT_SILENT_S if started else AGENT_STARTING_SILENT_S):
                     cancel_flow_run(child.id, started=started, why="its machine is gone")
                     raise EdgeAgentsNotReady(
                         f"machine {machine or queue} is gone: its agent last polled {queue} {silent_s:.0f} s ago, "
