@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,11 +44,10 @@ def _edge_agent(args: argparse.Namespace) -> int:
             "STROPPY_FLOWS_DIR": os.environ.get("STROPPY_FLOWS_DIR", str(Path(__file__).resolve().parent.parent)),
         }
     )
-    import anyio  # noqa: PLC0415
 
     from flows.forked_worker import EDGE_FLOW_MODULES, serve  # noqa: PLC0415 - Prefect loads after its settings
 
-    anyio.run(
+    _until_stopped(
         partial(serve, args.pool, [args.queue], args.name or args.queue, EDGE_FLOW_MODULES, with_healthcheck=True)
     )
     return EXIT_OK
@@ -54,8 +55,6 @@ def _edge_agent(args: argparse.Namespace) -> int:
 
 def _master_worker(args: argparse.Namespace) -> int:
     """Run a worker of the master's pool in this process until stopped (flows.forked_worker)."""
-    import anyio  # noqa: PLC0415
-
     from flows.forked_worker import (  # noqa: PLC0415 - Prefect loads only in a worker
         MASTER_FLOW_MODULES,
         MASTER_RUN_LIBRARIES,
@@ -64,5 +63,18 @@ def _master_worker(args: argparse.Namespace) -> int:
 
     # The control plane starts its workers before it deploys the flows: the fork server's imports are done by the
     # first suite.
-    anyio.run(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit))
+    _until_stopped(
+        partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit)
+    )
     return EXIT_OK
+
+
+def _until_stopped(serve: Callable[[], Awaitable[None]]) -> None:
+    """Run a worker until SIGTERM or SIGINT stops it. Prefect's worker answers SIGTERM by sending itself SIGINT, and
+    a process a non-interactive shell starts in the background inherits SIGINT ignored (scripts/control-plane.sh's
+    workers): such a worker never stopped, and the stack's stop waited out its grace before killing it. With SIGINT's
+    default handler, the event loop cancels the worker, which stops polling and exits (its flow runs go on)."""
+    import anyio  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    anyio.run(serve)

@@ -12,6 +12,7 @@
 #                             PostgreSQL server, its cluster in $STROPPY_STATE_DIR/prefect-db, on 127.0.0.1 at
 #                             STROPPY_PREFECT_DB_PORT, default 5433): what a team sharing the server runs
 #   STROPPY_MASTER_WORKERS    how many master workers serve stroppy-master (default 1)
+# A new SQLite database starts as a copy of an empty one kept in ${XDG_CACHE_HOME:-~/.cache}/stroppy-flows.
 # Needs Redis and a Docker engine for runs (scripts/services.sh, scripts/engine.sh). Safe to run twice.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -117,12 +118,37 @@ start_workers() {
   log "$workers master worker(s) running (logs: $state/master-worker-*.log)"
 }
 
+# A new SQLite database starts as a copy of an empty one kept in the user's cache per locked dependency set: on a
+# new state directory (the main job's fresh clone) the server spent 18 s migrating its schema and registering the
+# block types. The copy is taken with SQLite's backup API once the server that made it answers, before
+# `stroppy-flows setup` stores any block in it, so it holds the schema and Prefect's block types and nothing else.
+sqlite_template=${XDG_CACHE_HOME:-$HOME/.cache}/stroppy-flows/prefect-server-$(sha256sum uv.lock | cut -c1-16)
+
+keep_sqlite_template() {
+  [ -f "$PREFECT_HOME/memo_store.toml" ] && [ ! -e "$sqlite_template" ] || return 0
+  local made
+  mkdir -p "$(dirname "$sqlite_template")"
+  made=$(mktemp -d "$sqlite_template.XXXXXX")
+  timeout 60 python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+    "$PREFECT_HOME/prefect.db" "$made/prefect.db" \
+    && cp "$PREFECT_HOME/memo_store.toml" "$made/" \
+    && mv -T "$made" "$sqlite_template" 2>/dev/null \
+    || rm -rf "$made"
+}
+
 start() {
   mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
-  local database_url=""
+  local database_url="" new_sqlite=false
   if [ "$database" = postgresql ]; then
     start_database
     database_url="postgresql+asyncpg://prefect:$(cat "$db_password_file")@127.0.0.1:$db_port/prefect"
+  elif [ ! -e "$PREFECT_HOME/prefect.db" ]; then
+    if [ -f "$sqlite_template/prefect.db" ]; then
+      cp "$sqlite_template/prefect.db" "$sqlite_template/memo_store.toml" "$PREFECT_HOME/"
+      log "server database copied from $sqlite_template"
+    else
+      new_sqlite=true
+    fi
   fi
   if ! server_healthy; then
     # Machines reach the API through their network's gateway, so the server listens beyond loopback, and requires
@@ -140,6 +166,7 @@ start() {
     server_healthy || { log "the Prefect server did not answer within 60 s; see $state/prefect-server.log"; exit 1; }
   fi
   log "server ready at $PREFECT_API_URL"
+  [ "$new_sqlite" = false ] || keep_sqlite_template
   # Work pools, block types, and the blocks the environment configures (STROPPY_SETUP_*).
   timeout 120 uv run --frozen stroppy-flows setup >"$state/setup.log" 2>&1 \
     || { log "setup failed; see $state/setup.log"; exit 1; }

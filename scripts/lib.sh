@@ -1,5 +1,10 @@
 # Shared by the scripts in this folder; source it, after defining `log`.
 
+# The stack's Python processes (server, workers and their fork servers, the CLI, the tests) keep the bytecode of what
+# they import in .venv and the sources' __pycache__: where the machine sets PYTHONDONTWRITEBYTECODE, each process
+# compiled every module it imports again (2-3 s of CPU for Prefect alone).
+unset PYTHONDONTWRITEBYTECODE
+
 # install_debian_packages PACKAGE...: installs those not yet installed (as root), or says how to.
 install_debian_packages() {
   local missing=() package

@@ -3,18 +3,22 @@ mid-suite leaves the other taking the suite's next run, and the target's run lim
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import docker
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectAlreadyExists
 
 from flows.suite import SuiteResult
 from infra.target_slots import limit_name
@@ -82,3 +86,39 @@ def test_a_master_worker_killed_mid_suite_leaves_the_other_serving_new_runs() ->
     finally:
         engine.close()
         subprocess.run(["bash", str(REPO / "scripts" / "control-plane.sh"), "workers"], check=True, timeout=120)
+
+
+STOPPED_WITHIN_S = 30
+STARTED_WITHIN_S = 120
+
+
+def test_a_master_worker_started_in_the_background_stops_on_sigterm(tmp_path: Path) -> None:
+    """As scripts/control-plane.sh starts it: a non-interactive shell's background job inherits SIGINT ignored, and
+    Prefect's worker stops on SIGTERM by sending itself SIGINT (it never stopped before; the stack's stop killed it)."""
+    pool = "e2e-stop-probe"
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    log = tmp_path / "worker.log"
+    command = [str(Path(sys.executable).parent / "stroppy-flows"), "master-worker", "--pool", pool, "--name", pool]
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the child inherits, as from the shell
+    try:
+        with log.open("w") as output:
+            worker = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    try:
+        deadline = time.monotonic() + STARTED_WITHIN_S
+        while "started!" not in log.read_text(errors="replace"):
+            assert worker.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text(errors='replace')}"
+            time.sleep(0.5)
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=STOPPED_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker still ran {STOPPED_WITHIN_S} s after SIGTERM:\n{log.read_text(errors='replace')}")
+    finally:
+        worker.kill()
+        worker.wait(timeout=STOPPED_WITHIN_S)
+        with get_client(sync_client=True) as client:
+            client.delete_work_pool(pool)
