@@ -143,11 +143,13 @@ def plan_topology(
 
 @task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_transient)
 def create_machines(run: RunSpec, target: Target, settings: OrchestrationSettings) -> list[str]:
-    """Ledger first, then one queue per machine, then the machines (whose agents poll those queues).
+    """Ledger first, then one queue per machine that runs an agent, then the machines (whose agents poll those
+    queues).
 
     Raises LedgerError when the ledger cannot be written, and TargetError when the target cannot be opened or does
     not create the machines."""
-    queues = [machine_queue_name(run.run_id, machine.name) for machine in run.plan.machines]
+    agents = run.plan.agent_machines(target_module(target).SERVICES_NEED_AGENTS)
+    queues = [machine_queue_name(run.run_id, machine.name) for machine in agents]
     with open_target(target, settings) as backend:
         with redis_client(settings) as client:
             ledger = RunLedger(client, run.run_id)
@@ -351,20 +353,20 @@ def _install(
 
 
 def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bounds: RunBounds, step: Any) -> None:
-    """Machines, their agents, their services, in the target's order (`run_steps`): each step bounded as the target
-    needs."""
+    """Machines, then their agents and their services in the target's order (`run_steps`): each step bounded as the
+    target needs."""
     with step(RunStep.CREATE_MACHINES):
         queues = bounded(create_machines, bounds.create_machines)(run, target, settings)
-    agents_first = target_module(target).SERVICES_NEED_AGENTS
 
     def agents() -> None:
-        with step(RunStep.WAIT_FOR_AGENTS):
-            bounded(wait_for_agents, bounds.wait_for_agents)(queues, bounds.agents_ready_s)
+        bounded(wait_for_agents, bounds.wait_for_agents)(queues, bounds.agents_ready_s)
 
-    if agents_first:
-        agents()
-    with step(RunStep.START_SERVICES):
+    def services() -> None:
         bounded(start_services, bounds.start_services)(run, target, settings)
         bounded(watch_exporters, bounds.watch_exporters)(run, settings)
-    if not agents_first:
-        agents()
+
+    steps = {RunStep.WAIT_FOR_AGENTS: agents, RunStep.START_SERVICES: services}
+    for each in run_steps(target):
+        if each in steps:
+            with step(each):
+                steps[each]()

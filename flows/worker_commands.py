@@ -36,7 +36,9 @@ def _edge_agent(args: argparse.Namespace) -> int:
     # Prefect reads its settings from the environment when it is first imported, below.
     os.environ.update(
         {
-            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
+            # infra.edge_queues.AGENT_POLL_S: half a second of a run's dispatch on average; a run has one agent on
+            # Docker (its runner), so the API answers as many polls per run as at one poll a second before.
+            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "0.5"),
             # Orchestrators probe the agent's health from outside its machine.
             "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
             "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),

@@ -27,7 +27,7 @@ AGENT_SILENT_S = 20
 AGENT_STARTING_SILENT_S = 90
 """The same before the flow runs: an agent does not poll while it starts a flow run's process, which waits for its
 fork server's imports, and those took over 20 s on a host running eight loads."""
-AGENT_POLL_S = 1.0
+AGENT_POLL_S = 0.5
 """How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
 """How often a dispatched flow's agent is checked: a lost machine is noticed within about 25 s."""

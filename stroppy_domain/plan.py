@@ -149,6 +149,12 @@ class RunPlan(Model):
     def runner(self) -> Machine:
         return next(machine for machine in self.machines if machine.role is MachineRole.RUNNER)
 
+    def agent_machines(self, services_need_agents: bool) -> list[Machine]:
+        """The machines that run an edge agent: the runner, where the load and its tool's installation run, and
+        every machine where the machines start their own services (a cloud VM); where the target starts them (Docker),
+        a database machine's agent would get no flow and only take CPU from its database."""
+        return list(self.machines) if services_need_agents else [self.runner]
+
     def machine(self, name: str) -> Machine:
         for machine in self.machines:
             if machine.name == name:

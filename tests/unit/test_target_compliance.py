@@ -14,6 +14,10 @@ from flows.run_steps import RunStep, run_steps
 from infra.targets import PACKAGES, target_module
 from infra.targets.base import TargetBackend, TargetError, TargetModule
 from stroppy_domain.model import Target
+from stroppy_domain.placement import plan_run
+from stroppy_domain.settings import PlannerSettings
+from stroppy_domain.validation import validate_suite
+from tests.conftest import fixed_passwords, fresh_suite
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
@@ -82,3 +86,14 @@ def test_a_run_waits_for_its_agents_before_its_services_only_where_they_start_th
     assert steps.index(RunStep.CREATE_MACHINES) < min(
         steps.index(RunStep.WAIT_FOR_AGENTS), steps.index(RunStep.START_SERVICES)
     )
+
+
+@pytest.mark.parametrize(("name", "every_machine"), [(Target.DOCKER, False), (Target.YANDEX_CLOUD, True)], ids=str)
+def test_the_runner_runs_an_agent_and_other_machines_only_where_they_start_their_services(
+    name: Target, every_machine: bool
+) -> None:
+    cluster = validate_suite(fresh_suite()).tests[1]
+    plan = plan_run(cluster, name, "10.120.3.0/24", PlannerSettings(), fixed_passwords)
+    assert len(plan.machines) > 2
+    agents = [machine.name for machine in plan.agent_machines(target_module(name).SERVICES_NEED_AGENTS)]
+    assert agents == ([machine.name for machine in plan.machines] if every_machine else [plan.runner.name])

@@ -15,7 +15,7 @@ from infra.connections import saved_block
 from infra.images import ImageSet
 from infra.settings import OrchestrationSettings
 from infra.targets.base import LABEL_MANAGED_BY, SharedHost, TargetError
-from infra.targets.docker.backend import DockerTarget, DockerTargetSettings
+from infra.targets.docker.backend import SERVICES_NEED_AGENTS, DockerTarget, DockerTargetSettings
 from stroppy_domain.bounds import TargetBounds
 from stroppy_domain.capacity import HostCapacity
 from stroppy_domain.subnets import overlapping
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 SHARES_RESULTS_DIR = True
 """The master's results directory is mounted into every machine at the same path."""
-SERVICES_NEED_AGENTS = False
-"""The engine starts services in the machines' namespaces itself: the agents boot meanwhile."""
 RUNNER_ROOT = PurePosixPath("/opt/stroppy-runs")
 
 
@@ -136,12 +134,12 @@ def address_conflicts(
 def target_settings(
     settings: OrchestrationSettings, docker_settings: DockerSettings | None = None
 ) -> DockerTargetSettings:
-    """How the master starts machines on Docker: each runs an edge agent for its own queue."""
+    """How the master starts machines on Docker: the runner runs an edge agent for its own queue."""
     own = docker_settings or DockerSettings()
     results = str(settings.results_dir)
     return DockerTargetSettings(
         machine_image=ImageSet.for_checkout().edge,
-        machine_command=["stroppy-flows", "edge-agent", "--queue", "{queue}", "--name", "{queue}"],
+        agent_command=["stroppy-flows", "edge-agent", "--queue", "{queue}", "--name", "{queue}"],
         machine_environment={
             "PREFECT_API_URL": own.edge_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

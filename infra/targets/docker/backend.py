@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     import docker
 
 MACHINE_SERVICE = "machine"
+SERVICES_NEED_AGENTS = False
+"""The engine starts services in the machines' namespaces itself: only the runner's agent gets flows, and the agents
+boot while the services start."""
 
 
 class DockerTargetSettings(BaseModel):
@@ -47,8 +50,12 @@ class DockerTargetSettings(BaseModel):
     machine_image: str = Field(description="Image of the machine containers (the edge image).")
     machine_command: list[str] = Field(
         default_factory=lambda: ["sleep", "infinity"],
-        description="What a machine container runs (it holds the machine's network namespace). "
-        "Placeholders: {run_id}, {machine}, {queue}, {gateway}.",
+        description="What a machine container without an agent runs (it holds the machine's network namespace).",
+    )
+    agent_command: list[str] = Field(
+        default_factory=list,
+        description="What the container of a machine that runs an edge agent (the runner: `RunPlan.agent_machines`) "
+        "runs; empty: `machine_command`. Placeholders: {run_id}, {machine}, {queue}, {gateway}.",
     )
     machine_environment: dict[str, str] = Field(
         default_factory=dict, description="Environment of machine containers; the same placeholders apply."
@@ -147,7 +154,7 @@ class DockerTarget(ReleasedOnExit):
         created = self._call(
             lambda: self._api.create_container(
                 self._settings.machine_image,
-                command=[part.format(**placeholders) for part in self._settings.machine_command],
+                command=[part.format(**placeholders) for part in self._command(run, machine)],
                 environment={
                     key: value.format(**placeholders) for key, value in self._settings.machine_environment.items()
                 },
@@ -165,6 +172,12 @@ class DockerTarget(ReleasedOnExit):
         self._call(lambda: self._api.start(created["Id"]), f"start machine {name}")
         created_id: str = created["Id"]
         return created_id
+
+    def _command(self, run: RunSpec, machine: Machine) -> list[str]:
+        agents = {agent.name for agent in run.plan.agent_machines(SERVICES_NEED_AGENTS)}
+        if self._settings.agent_command and machine.name in agents:
+            return self._settings.agent_command
+        return self._settings.machine_command
 
     # services -----------------------------------------------------------------------------------------------
 
@@ -195,8 +208,11 @@ class DockerTarget(ReleasedOnExit):
         check_run_id(run_id)
         selector = {"label": [f"{LABEL_RUN_ID}={run_id}", f"{LABEL_MANAGED_BY}={MANAGER}"]}
         containers = self._call(lambda: self._api.containers(all=True, filters=selector), f"list run {run_id}")
-        machines = [c for c in containers if (c.get("Labels") or {}).get(LABEL_SERVICE) == MACHINE_SERVICE]
-        services = [c for c in containers if c not in machines]
+        machines: list[dict[str, Any]] = []
+        services: list[dict[str, Any]] = []
+        for container in containers:
+            is_machine = (container.get("Labels") or {}).get(LABEL_SERVICE) == MACHINE_SERVICE
+            (machines if is_machine else services).append(container)
         # Services first: a machine container cannot go while services share its network namespace.
         removed = {"containers": self._remove_containers(services) + self._remove_containers(machines)}
         volumes = self._call(lambda: self._api.volumes(filters=selector), f"list volumes of {run_id}")["Volumes"] or []
