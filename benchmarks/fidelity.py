@@ -39,12 +39,11 @@ from flows.run import (
     create_machines,
     plan_topology,
     reserve_subnet,
-    run_load_on_runner,
-    runner_output_dir,
     start_services,
     validate_and_open_ledger,
     wait_for_agents,
 )
+from flows.runner_flows import load_request, run_load_on_runner, runner_output_dir
 from flows.suite import SuiteResult
 from flows.teardown import tear_down
 from infra.settings import OrchestrationSettings
@@ -102,7 +101,7 @@ def load_round(test: BenchmarkTest) -> tuple[float, float, dict[str, str]]:
         wait_for_agents.fn(queues, bounds.agents_ready_s)
         start_services.fn(run, target, settings)
         steps = load_steps(test, run.plan.connection, 30, "", runner_output_dir(run, settings))
-        outcome = run_load_on_runner.fn(run, steps, bounds.load_dispatch_s, settings)
+        outcome = run_load_on_runner.fn(run, load_request(run, steps, settings), bounds.load_dispatch_s, settings)
         system = tps_of(outcome.steps[-1].output_tail)
         by_hand = settings.results_dir / run_id / "by-hand"
         by_hand.mkdir(parents=True, exist_ok=True)

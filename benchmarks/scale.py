@@ -7,10 +7,11 @@ Needs the whole stack as a team runs it (the Prefect server on PostgreSQL, two m
 
 Each run is `stroppy-test-run/run`: pgbench (TPC-B, scale 1) on a single instance, `isolation: shared` so that eight
 fit a small host. Per N it prints the runs completed; the median and p95 overhead (a run's wall time minus its time
-to healthy services minus the load, as benchmarks/orchestration.py); the median and p95 edge dispatch (the load's
-edge flow from submitted to running); and the control plane's CPU (busy cores, averaged over the batch) and peak
-memory: the server and its database, and the master workers with the flow-run processes they started. After each
-batch it checks that nothing is left: no container of the runs, no slot of the target's limit held.
+to healthy services minus the load, as benchmarks/orchestration.py); the median and p95 edge dispatch (from the
+run's load step's start until its load's edge flow runs); and the control plane's CPU (busy cores, averaged over
+the batch) and peak memory: the server and its database, and the master workers with the flow-run processes they
+started. After each batch it checks that nothing is left: no container of the runs, no slot of the target's limit
+held.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import statistics
 import threading
 import time
 from contextlib import closing
-from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -31,14 +31,13 @@ from infra.local_control_plane import use_local_auth
 use_local_auth()  # the local API's auth string, before Prefect reads its settings
 
 import docker
+from orchestration import edge_flow_phases, load_dispatch_s  # the sibling benchmark, by its breakdown
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from flows.reporting import RunResult
 from flows.run import run_id_for
-from infra.edge_queues import edge_tags
 from infra.target_slots import limit_name
 from infra.targets.base import LABEL_RUN_ID
 from stroppy_domain.model import Target
@@ -114,17 +113,8 @@ async def _wait_final(flow_run_ids: list[UUID]) -> list[FlowRun]:
 
 
 async def _load_dispatch_s(flow_run_id: UUID) -> float:
-    """The load's edge flow, from submitted (SCHEDULED) to RUNNING on the runner."""
-    async with get_client() as client:
-        tag = edge_tags(run_id_for(flow_run_id))[-1]
-        for child in await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))):
-            if (await client.read_flow(child.flow_id)).name != "run-load":
-                continue
-            first: dict[str, datetime] = {}
-            for state in sorted(await client.read_flow_run_states(child.id), key=lambda state: state.timestamp):
-                first.setdefault(state.type.value, state.timestamp)
-            return (first["RUNNING"] - first["SCHEDULED"]).total_seconds()
-    raise SystemExit(f"flow run {flow_run_id}: no load flow found")
+    """From the run's load step's start until its load runs on the runner (benchmarks/orchestration.py)."""
+    return load_dispatch_s(await edge_flow_phases(flow_run_id))
 
 
 def _check_nothing_left(run_ids: list[str]) -> None:

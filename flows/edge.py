@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, runtime
 from prefect.blocks.system import Secret
+from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, Field, ValidationError
 
 from infra.containers import ServiceEngine, StartServicesRequest, registry_login
@@ -30,6 +31,8 @@ from stroppy_domain.plan import SecretFile
 VERSION_CHECK_TIMEOUT_S = 30
 IDLE_WINDOW_S = 1.0
 """How long the host's idle CPU use is read before the measured step."""
+HOLD_POLL_S = 0.2
+"""How often a held load's flow reads whether it was resumed: the go of a measurement waits half of it on average."""
 LOAD_FILES_PREFIX = "load"
 
 
@@ -42,6 +45,12 @@ class LoadRequest(BaseModel):
         default=None,
         description="prefect-aws `S3Bucket` block the files go to, under `<run id>/load/`, for machines that share "
         "no directory with the master.",
+    )
+    hold_s: int | None = Field(
+        default=None,
+        gt=0,
+        description="When set, the flow first waits, paused, until the master resumes it (its machines' services are "
+        "up), for at most this many seconds: its process starts while they do.",
     )
 
 
@@ -76,6 +85,9 @@ def run_load(request: LoadRequest) -> LoadOutcome:
     Raises LoadFailed when a step exits non-zero (not a verdict) or runs past its bound, and ResultStorageError when
     the files cannot be uploaded to the bucket."""
     log = get_run_logger()
+    if request.hold_s is not None:
+        # Prefect's own wait: the UI shows the flow paused, and the master's resume is a state change.
+        pause_flow_run(timeout=request.hold_s, poll_interval=HOLD_POLL_S)  # type: ignore[call-overload]  # sleeps a float
     output_dir = Path(request.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []

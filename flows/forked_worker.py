@@ -35,6 +35,8 @@ from prefect.utilities.importtools import import_object
 from prefect.utilities.processutils import setup_signal_handlers_worker
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from flows.worker_wakeup import poll_when_scheduled
+
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.flows import Flow
@@ -177,9 +179,10 @@ with warnings.catch_warnings():
 async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
                 libraries: tuple[str, ...] = (), limit: int | None = None,
                 with_healthcheck: bool = False) -> None:  # fmt: skip
-    """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), running
-    up to `limit` flow runs at once, until stopped; the fork server imports `modules`, the flow modules whose runs
-    start in its forks, and `libraries`, what those runs import later."""
+    """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), and at
+    once when a flow run is scheduled on them (flows.worker_wakeup), running up to `limit` flow runs at once, until
+    stopped; the fork server imports `modules`, the flow modules whose runs start in its forks, and `libraries`, what
+    those runs import later."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
     # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on a machine's one core.
     _forks.set_forkserver_preload(["__main__", *modules, *libraries])
@@ -190,4 +193,7 @@ async def serve(pool: str, queues: list[str] | None, name: str | None, modules: 
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )
-    await worker.start(with_healthcheck=with_healthcheck)
+    async with anyio.create_task_group() as group:
+        group.start_soon(poll_when_scheduled, worker.get_and_submit_flow_runs, pool, queues)
+        await worker.start(with_healthcheck=with_healthcheck)
+        group.cancel_scope.cancel()

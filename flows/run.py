@@ -10,10 +10,10 @@ from the `on_crashed`/`on_cancellation` hooks when the flow's process dies. Ever
 
 from __future__ import annotations
 
-import ipaddress
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.blocks.system import Secret
@@ -22,12 +22,20 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 
 from flows.capacity import held_to, hold_capacity, open_load_window, runs_beside
-from flows.edge import LOAD_FILES_PREFIX, InstalledTool, InstallRequest, LoadOutcome, LoadRequest
+from flows.edge import InstalledTool, LoadOutcome, LoadRequest
 from flows.heartbeat import RunHeartbeat
 from flows.keep import finish_run, teardown
 from flows.progress import RunTimeline, bounded
 from flows.reporting import RunResult, base_manifest, judge, report_run
 from flows.run_steps import RunStep, injected_step, run_steps
+from flows.runner_flows import (
+    hold_load_on_runner,
+    install_stroppy_on_runner,
+    load_request,
+    run_load_on_runner,
+    runner_binary,
+    runner_output_dir,
+)
 from flows.teardown import (
     LEDGER_FLOW_RUN,
     LEDGER_QUEUES,
@@ -37,32 +45,27 @@ from flows.teardown import (
     metrics_store,
     tear_down,
 )
-from infra.connections import redis_client, results_bucket
-from infra.edge_queues import create_queues, dispatch, edge_tags, wait_until_ready
-from infra.edge_replies import ReplyTo, read_reply
+from infra.connections import redis_client
+from infra.edge_queues import create_queues, wait_until_ready
 from infra.images import planner_settings
 from infra.ledger import RunLedger
 from infra.prefect_sync import called_sync, refuse_missing_secrets
 from infra.reservations import SubnetReservations
-from infra.result_storage import ResultStorageError, S3ResultStorage, prepare_run_directory
+from infra.result_storage import prepare_run_directory
 from infra.retries import retry_transient
 from infra.settings import OrchestrationSettings
-from infra.stroppy_release import ReleaseLock, release_url
 from infra.targets import check_address_space, open_target, target_module
 from infra.targets.base import RunSpec, SharedHost, machine_queue_name
 from stroppy_domain.bounds import RunBounds, run_bounds
 from stroppy_domain.capacity import CpuGrant
 from stroppy_domain.checks import Verdict
 from stroppy_domain.history import fingerprint
-from stroppy_domain.load import LoadStep, load_steps, secret_references
+from stroppy_domain.load import load_steps, secret_references
 from stroppy_domain.model import DEFAULT_TARGET, BenchmarkTest, Driver, Isolation, Target
 from stroppy_domain.placement import lay_out, plan_run, with_runner_password
 from stroppy_domain.services import generate_password
 from stroppy_domain.timeseries import scrape_targets
 from stroppy_domain.validation import validate_suite
-
-RUN_LOAD_DEPLOYMENT = "run-load/edge"
-INSTALL_DEPLOYMENT = "install-stroppy/edge"
 
 
 def run_id_for(flow_run_id: Any) -> str:
@@ -185,83 +188,6 @@ def watch_exporters(run: RunSpec, settings: OrchestrationSettings) -> int:
     return len(targets)
 
 
-@task(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
-def install_stroppy_on_runner(
-    run: RunSpec, test: BenchmarkTest, bound_s: float, settings: OrchestrationSettings
-) -> InstalledTool:
-    """Idempotent (a fresh download into the run's own directory), so a retry is safe.
-
-    Raises ReleaseError when the lock file cannot be read or pins no such version; EdgeAgentsNotReady when the
-    runner's agent stopped polling, EdgeFlowFailed when the installation failed (a checksum mismatch among others),
-    and EdgeFlowTimedOut when it did not end within `bound_s`."""
-    version = test.stroppy.version or ""
-    release = ReleaseLock.read(settings.release_lock).pinned(version, settings.release_lock)
-    gateway = str(ipaddress.IPv4Network(run.plan.subnet).network_address + 1)
-    request = InstallRequest(
-        reply_to=reply_to(run, settings),
-        release=release,
-        url=release_url(settings.release_url, version, gateway),
-        directory=str(target_module(run.plan.target).runner_directory(run.run_id) / "stroppy"),
-        timeout_s=settings.install_timeout_s,
-    )
-    flow_run_id = dispatch(
-        INSTALL_DEPLOYMENT, {"request": request.model_dump(mode="json")},
-        machine_queue_name(run.run_id, run.plan.runner.name), bound_s, tags=edge_tags(run.run_id),
-        machine=run.plan.runner.name,
-    )  # fmt: skip
-    return read_reply(request.reply_to, flow_run_id, InstalledTool)
-
-
-def reply_to(run: RunSpec, settings: OrchestrationSettings) -> ReplyTo:
-    """Where the runner's edge flows leave their answers: the results directory it shares with the master, else
-    the results bucket."""
-    if target_module(run.plan.target).SHARES_RESULTS_DIR:
-        return ReplyTo(run_id=run.run_id, directory=str(settings.results_dir))
-    return ReplyTo(run_id=run.run_id, s3_block=settings.archive_s3_block)
-
-
-def runner_output_dir(run: RunSpec, settings: OrchestrationSettings) -> str:
-    """Where the load writes its files on the runner: the master's results directory when the runner shares it."""
-    target = target_module(run.plan.target)
-    if target.SHARES_RESULTS_DIR:
-        return str(settings.results_dir / run.run_id / "load")
-    return str(target.runner_directory(run.run_id) / LOAD_FILES_PREFIX)
-
-
-@task(cache_policy=NO_CACHE, retries=0)
-def run_load_on_runner(
-    run: RunSpec, steps: list[LoadStep], bound_s: float, settings: OrchestrationSettings
-) -> LoadOutcome:
-    """The measurement: never retried. A runner that shares the master's results directory writes the load's files
-    there; any other uploads them to the results bucket, and they are fetched from there.
-
-    Raises EdgeAgentsNotReady when the runner's agent stopped polling, EdgeFlowFailed when a load step failed,
-    EdgeFlowTimedOut when the load did not end within `bound_s`, and ResultStorageError when the results bucket's
-    block is gone or the load's files cannot be fetched from it."""
-    target = target_module(run.plan.target)
-    output_dir = settings.results_dir / run.run_id / "load"
-    shared = target.SHARES_RESULTS_DIR
-    request = LoadRequest(
-        run_id=run.run_id,
-        reply_to=reply_to(run, settings),
-        steps=steps,
-        output_dir=runner_output_dir(run, settings),
-        upload_block=None if shared else settings.archive_s3_block,
-    )
-    flow_run_id = dispatch(
-        RUN_LOAD_DEPLOYMENT, {"request": request.model_dump(mode="json")},
-        machine_queue_name(run.run_id, run.plan.runner.name), bound_s, tags=edge_tags(run.run_id),
-        machine=run.plan.runner.name,
-    )  # fmt: skip
-    outcome = read_reply(request.reply_to, flow_run_id, LoadOutcome)
-    if not shared:
-        bucket = results_bucket(settings)
-        if bucket is None:
-            raise ResultStorageError(f"the S3Bucket block {settings.archive_s3_block!r} the load files went to is gone")
-        S3ResultStorage(bucket).fetch(f"{run.run_id}/{LOAD_FILES_PREFIX}", output_dir)
-    return outcome
-
-
 @flow(name="stroppy-test-run", persist_result=True, on_crashed=[_teardown_hook], on_cancellation=[_teardown_hook])
 def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult | State:
     """Provision the test's topology, run its load on the runner machine, and always tear everything down.
@@ -298,17 +224,18 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         with step(RunStep.PLAN):
             run: RunSpec = bounded(plan_topology, bounds.plan)(test, target, subnet, run_id, grant, settings)
             planned = run
-        _bring_up(run, target, settings, bounds, step)
+            steps = load_steps(
+                test, run.plan.connection, settings.load_margin_s, runner_binary(run, test),
+                runner_output_dir(run, settings),
+            )  # fmt: skip
+            load = load_request(run, steps, settings, bounds.load_hold_s)
+        held = _bring_up(run, target, settings, bounds, step, load)
         with step(RunStep.INSTALL):
             installed = _install(run, test, bounds, settings)
         with step(RunStep.RUN_LOAD):
             bounded(open_load_window, bounds.reserve)(run_id, host, settings)
-            binary = installed.binary if installed else ""
-            steps = load_steps(
-                test, run.plan.connection, settings.load_margin_s, binary, runner_output_dir(run, settings)
-            )
             outcome: LoadOutcome = bounded(run_load_on_runner, bounds.run_load)(
-                run, steps, bounds.load_dispatch_s, settings
+                run, load, bounds.load_dispatch_s, settings, held
             )
             beside = bounded(runs_beside, bounds.reserve)(run_id, settings)
         with step(RunStep.RESULTS):
@@ -338,9 +265,25 @@ def run_test(test: BenchmarkTest, target: Target = DEFAULT_TARGET) -> RunResult 
         return result
     finally:
         heartbeat.stop()
-        keep_s = None if passed else test.keep_on_failure
-        with slot:  # the target's slot is given back once the run's machines are gone (or kept)
+        _end(run_id, planned, None if passed else test.keep_on_failure, slot, timeline, bounds, settings)
+
+
+def _end(
+    run_id: str,
+    planned: RunSpec | None,
+    keep_s: float | None,
+    slot: ExitStack,
+    timeline: RunTimeline,
+    bounds: RunBounds,
+    settings: OrchestrationSettings,
+) -> None:
+    """Tear the run down (or keep it), give the target's slot back once its machines are gone (or kept), and wait
+    for its progress to reach the API."""
+    try:
+        with slot:
             finish_run(run_id, planned, keep_s, bounded(teardown, bounds.teardown), settings, get_run_logger())
+    finally:
+        timeline.progress.close()
 
 
 def _install(
@@ -352,11 +295,19 @@ def _install(
     return bounded(install_stroppy_on_runner, bounds.install)(run, test, bounds.install_dispatch_s, settings)
 
 
-def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bounds: RunBounds, step: Any) -> None:
-    """Machines, then their agents and their services in the target's order (`run_steps`): each step bounded as the
-    target needs."""
+def _bring_up(
+    run: RunSpec,
+    target: Target,
+    settings: OrchestrationSettings,
+    bounds: RunBounds,
+    step: Any,
+    load: LoadRequest,
+) -> UUID:
+    """Machines (and, once they exist, the load's flow, held on the runner: returns its flow run's id), then their
+    agents and their services in the target's order (`run_steps`): each step bounded as the target needs."""
     with step(RunStep.CREATE_MACHINES):
         queues = bounded(create_machines, bounds.create_machines)(run, target, settings)
+        held = hold_load_on_runner(run, load)
 
     def agents() -> None:
         bounded(wait_for_agents, bounds.wait_for_agents)(queues, bounds.agents_ready_s)
@@ -370,3 +321,4 @@ def _bring_up(run: RunSpec, target: Target, settings: OrchestrationSettings, bou
         if each in steps:
             with step(each):
                 steps[each]()
+    return held

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from infra.connections import delete_block, redis_client
 from infra.cpu_leases import CpuLeases
-from infra.edge_queues import delete_queues
+from infra.edge_queues import cancel_unfinished_flows, delete_queues
 from infra.ledger import RunLedger
 from infra.load_windows import LoadWindows
 from infra.metrics_store import VictoriaMetrics
@@ -40,6 +40,7 @@ class TeardownReport(BaseModel):
     released_subnet: str | None = None
     released_cpus: bool = False
     deleted_queues: int = 0
+    cancelled_flows: int = 0
     unwatched_exporters: bool = False
 
 
@@ -48,7 +49,8 @@ def metrics_store(settings: OrchestrationSettings) -> VictoriaMetrics:
 
 
 def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> TeardownReport:
-    """Destroy what the run's ledger names, release its subnet and CPUs, delete its queues, close the ledger.
+    """Destroy what the run's ledger names, release its subnet and CPUs, cancel its edge flows that have not ended
+    and delete its queues, close the ledger.
 
     Raises the first error of a part that could not be done, and the ledger keeps that part for a retry: LedgerError
     when the ledger cannot be read or written, TargetError when the target cannot be opened or does not destroy
@@ -72,6 +74,7 @@ def tear_down(run_id: str, settings: OrchestrationSettings | None = None) -> Tea
             report.unwatched_exporters = metrics_store(settings).remove_targets(run_id)
             ledger.forget(LEDGER_SCRAPE)
         if LEDGER_QUEUES in entries:
+            report.cancelled_flows = cancel_unfinished_flows(run_id)
             report.deleted_queues = delete_queues(entries[LEDGER_QUEUES])
             ledger.forget(LEDGER_QUEUES)
         if LEDGER_SUBNET in entries:

@@ -36,9 +36,9 @@ def _edge_agent(args: argparse.Namespace) -> int:
     # Prefect reads its settings from the environment when it is first imported, below.
     os.environ.update(
         {
-            # infra.edge_queues.AGENT_POLL_S: half a second of a run's dispatch on average; a run has one agent on
-            # Docker (its runner), so the API answers as many polls per run as at one poll a second before.
-            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "0.5"),
+            # infra.edge_queues.AGENT_POLL_S: the agent's sign of life; a flow scheduled on its queue wakes it at
+            # once (flows.worker_wakeup).
+            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
             # Orchestrators probe the agent's health from outside its machine.
             "PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0",
             "PREFECT_WORKER_WEBSERVER_PORT": str(args.health_port),

@@ -7,9 +7,12 @@ start with none and add them one at a time.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, TypeVar
+import threading
+from typing import TYPE_CHECKING, TypeVar, cast
 
+from cachetools import TTLCache
 from prefect.blocks.core import Block
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 
 from blocks.redis import RedisConnection
@@ -24,12 +27,37 @@ B = TypeVar("B", bound=Block)
 logger = logging.getLogger("stroppy.connections")
 
 
+BLOCK_REUSE_S = 60
+"""How long a flow run reuses a block it loaded. A test run reads the same blocks (Redis, the Docker host, Grafana) at
+nearly every step, an API call of 50 to 90 ms each; a block saved again meanwhile reaches the run within this."""
+_loaded: TTLCache[tuple[str, type[Block], str], Block | None] = TTLCache(maxsize=64, ttl=BLOCK_REUSE_S)
+_loaded_lock = threading.Lock()
+
+
 def saved_block(block_type: type[B], name: str | None) -> B | None:
-    """The block saved under `name`, or None when there is none.
+    """The block saved under `name`, or None when there is none; inside a flow run, as loaded within the last
+    `BLOCK_REUSE_S` by the same flow run (outside one, always from the API: a command that saves a block and reads it
+    back sees what it saved).
 
     Raises whatever else loading it raises (the API unreachable, a document that no longer fits its type)."""
     if not name:
         return None
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return _load(block_type, name)
+    key = (str(context.flow_run.id), block_type, name)
+    with _loaded_lock:
+        found = key in _loaded
+        block = _loaded.get(key)
+    if not found:
+        block = _load(block_type, name)
+        with _loaded_lock:
+            _loaded[key] = block
+    # A copy each: a caller that changes its block changes nobody else's.
+    return cast("B", block.model_copy()) if block is not None else None
+
+
+def _load(block_type: type[B], name: str) -> B | None:
     try:
         # Forced sync: from a thread of an async flow (the suite's teardown), Prefect would hand back a coroutine.
         return load_block_sync(block_type, name)

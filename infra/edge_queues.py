@@ -10,7 +10,14 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import WorkQueueStatus
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import TERMINAL_STATES, WorkQueueStatus
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelled, Cancelling, State
@@ -23,11 +30,11 @@ from stroppy_domain.errors import StroppyError
 EDGE_POOL = "stroppy-edge"
 QUEUE_RECHECK_TIMEOUT_S = 30
 AGENT_SILENT_S = 20
-"""An edge agent polls its queue every second; one silent this long while its flow runs has lost its machine."""
+"""An edge agent polls its queue every `AGENT_POLL_S`; one silent this long while its flow runs has lost its machine."""
 AGENT_STARTING_SILENT_S = 90
 """The same before the flow runs: an agent does not poll while it starts a flow run's process, which waits for its
 fork server's imports, and those took over 20 s on a host running eight loads."""
-AGENT_POLL_S = 0.5
+AGENT_POLL_S = 1.0
 """How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
 """How often a dispatched flow's agent is checked: a lost machine is noticed within about 25 s."""
@@ -94,6 +101,20 @@ def delete_queues(names: Iterable[str], pool: str = EDGE_POOL) -> int:
     return deleted
 
 
+def cancel_unfinished_flows(run_id: str) -> int:
+    """Cancel the run's edge flow runs that have not ended (a load held for a step its run never reached, a flow its
+    lost machine left behind); returns how many. Its machines are gone, so none is left to stop them."""
+    unfinished = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=edge_tags(run_id)),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=sorted(TERMINAL_STATES))),
+    )
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(flow_run_filter=unfinished)
+        for flow_run in flow_runs:
+            client.set_flow_run_state(flow_run.id, Cancelled(message=f"run {run_id} was torn down"), force=True)
+    return len(flow_runs)
+
+
 def edge_tags(run_id: str) -> list[str]:
     """Tags of a run's edge flow runs, to find them from the run (UI filter `run:<id>`)."""
     return ["stroppy", f"run:{run_id}"]
@@ -110,15 +131,30 @@ def dispatch(
     """Run an edge flow on one machine's queue, once its agent polls it; returns its flow run's id, under which it
     left its answer, if it gives one (infra.edge_replies). Its Prefect result is never read: a machine wrote it.
 
+    Raises as `follow` does."""
+    wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S)
+    return follow(submit(deployment, parameters, queue, tags), deployment, queue, bound_s, machine)
+
+
+def submit(deployment: str, parameters: dict[str, Any], queue: str, tags: list[str] | None = None) -> UUID:
+    """Schedule an edge flow on one machine's queue: its agent takes it as soon as it polls (or at once, told by
+    the event stream); returns the flow run's id."""
+    # Called from sync code (a sync task, a worker thread): Prefect creates the flow run synchronously.
+    child = called_sync(run_deployment(deployment, parameters=parameters, work_queue_name=queue, timeout=0, tags=tags))
+    return child.id
+
+
+def follow(child: UUID, deployment: str, queue: str, bound_s: float, machine: str = "", resume: bool = False) -> str:
+    """Wait up to `bound_s` for a submitted edge flow to end, resuming it first when `resume` (a flow that waits,
+    paused, for the master to say go); returns its flow run's id.
+
     While the flow runs, the agent must keep polling its queue: one silent for `AGENT_SILENT_S` (before the flow
     runs, `AGENT_STARTING_SILENT_S`) lost its machine (a killed container, a dead VM), and the flow is given up at
     once instead of at its bound.
 
-    Raises EdgeAgentsNotReady when the machine's agent stopped polling, EdgeFlowFailed when the flow failed, and
-    EdgeFlowTimedOut when it did not end within `bound_s` (it is cancelled first in both of these last cases)."""
-    wait_until_ready([queue], QUEUE_RECHECK_TIMEOUT_S)
-    # Called from sync code (a sync task, a worker thread): Prefect creates the flow run synchronously.
-    child = called_sync(run_deployment(deployment, parameters=parameters, work_queue_name=queue, timeout=0, tags=tags))
+    Raises EdgeAgentsNotReady when the machine's agent stopped polling, EdgeFlowFailed when the flow failed (or can
+    no longer be resumed), and EdgeFlowTimedOut when it did not end within `bound_s` (it is cancelled first in both
+    of these last cases)."""
     deadline = time.monotonic() + bound_s
     agent_check_s = min(poll_interval_s(bound_s), AGENT_CHECK_S)
     next_agent_check = time.monotonic() + agent_check_s
@@ -127,34 +163,46 @@ def dispatch(
     with get_client(sync_client=True) as client:
         while True:
             asked = time.monotonic()
-            state = client.read_flow_run(child.id).state
+            state = client.read_flow_run(child).state
             if state is not None and state.is_final():
                 break
             if time.monotonic() - asked > AGENT_CHECK_S:
                 # The API was away or slow (a restart; Prefect's client waited for it): no agent could poll it
                 # meanwhile, so an agent's silence counts from now.
                 answering_since = time.monotonic()
-            if not started and state is not None and state.is_running():
+            if not started and state is not None and (state.is_running() or state.is_paused()):
                 # The agent polls again only now that the flow's process has started: its silence counts from here.
                 started, answering_since = True, time.monotonic()
+            if resume and state is not None and state.is_paused():
+                _resume(client, child, deployment, queue)
+                resume = False
             if time.monotonic() >= next_agent_check:
                 next_agent_check = time.monotonic() + agent_check_s
                 last_polled = client.read_work_queue_by_name(queue, work_pool_name=EDGE_POOL).last_polled
                 silent_s = agent_silence_s(last_polled, answering_since)
                 if silent_s is not None and silent_s > (AGENT_SILENT_S if started else AGENT_STARTING_SILENT_S):
-                    cancel_flow_run(child.id, started=started, why="its machine is gone")
+                    cancel_flow_run(child, started=started, why="its machine is gone")
                     raise EdgeAgentsNotReady(
                         f"machine {machine or queue} is gone: its agent last polled {queue} {silent_s:.0f} s ago, "
                         f"while {deployment} ran on it"
                     )
             if time.monotonic() > deadline:
                 # A child left running would race a retry of the same step on the same machine.
-                cancel_flow_run(child.id, started=started)
+                cancel_flow_run(child, started=started)
                 raise EdgeFlowTimedOut(f"{deployment} on {queue} did not finish within {bound_s:.0f} s (state {state})")
             time.sleep(STATE_CHECK_S)
     if not state.is_completed():
         raise EdgeFlowFailed(f"{deployment} on {queue} ended {state.name}: {state.message}")
-    return str(child.id)
+    return str(child)
+
+
+def _resume(client: Any, child: UUID, deployment: str, queue: str) -> None:
+    """Raises EdgeFlowFailed when the flow can no longer be resumed (it waited past its own bound)."""
+    response = client.resume_flow_run(child)
+    if response.status == SetStateStatus.REJECT:
+        cancel_flow_run(child, started=True, why="it could not be resumed")
+        raise EdgeFlowFailed(f"{deployment} on {queue} could not be resumed: {response.details}")
+    # ABORT: it is no longer paused (resumed from the UI, or its pause timed out); it goes on as it is.
 
 
 def agent_silence_s(last_polled: datetime | None, answering_since: float) -> float | None:

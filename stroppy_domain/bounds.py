@@ -7,6 +7,8 @@ worst case of every step, retries and their delays included, plus the time Prefe
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
 from stroppy_domain.load import load_timeouts_s
@@ -94,6 +96,13 @@ class RunBounds(Model):
     def total_s(self) -> float:
         """The longest a run can take with every step at its limit on every attempt."""
         return sum(step.worst_case_s for step in self.steps().values())
+
+    @property
+    def load_hold_s(self) -> int:
+        """How long the load's flow, dispatched as soon as the machines exist, may wait on the runner for the go: the
+        steps between, each at its limit on every attempt (the load window is opened with the reservation's)."""
+        between = (self.wait_for_agents, self.start_services, self.watch_exporters, self.install, self.reserve)
+        return math.ceil(sum(step.worst_case_s for step in between))
 
 
 def run_bounds(

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -19,6 +21,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.states import Scheduled
 
 from flows.suite import SuiteResult
 from infra.target_slots import limit_name
@@ -90,20 +93,22 @@ def test_a_master_worker_killed_mid_suite_leaves_the_other_serving_new_runs() ->
 
 STOPPED_WITHIN_S = 30
 STARTED_WITHIN_S = 120
+WOKEN_WITHIN_S = 30
+"""Far below the probe worker's poll interval, `SLOW_POLL_S`."""
+SLOW_POLL_S = 600
 
 
-def test_a_master_worker_started_in_the_background_stops_on_sigterm(tmp_path: Path) -> None:
-    """As scripts/control-plane.sh starts it: a non-interactive shell's background job inherits SIGINT ignored, and
-    Prefect's worker stops on SIGTERM by sending itself SIGINT (it never stopped before; the stack's stop killed it)."""
-    pool = "e2e-stop-probe"
+@contextlib.contextmanager
+def _background_worker(pool: str, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`stroppy-flows master-worker` on a pool of its own, started as scripts/control-plane.sh starts it (a
+    non-interactive shell's background job inherits SIGINT ignored); killed and its pool deleted on the way out."""
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-    log = tmp_path / "worker.log"
     command = [str(Path(sys.executable).parent / "stroppy-flows"), "master-worker", "--pool", pool, "--name", pool]
-    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the child inherits, as from the shell
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with log.open("w") as output:
-            worker = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ | (env or {}))
     finally:
         signal.signal(signal.SIGINT, inherited)
     try:
@@ -112,13 +117,50 @@ def test_a_master_worker_started_in_the_background_stops_on_sigterm(tmp_path: Pa
             assert worker.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text(errors='replace')}"
             time.sleep(0.5)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=STOPPED_WITHIN_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the worker still ran {STOPPED_WITHIN_S} s after SIGTERM:\n{log.read_text(errors='replace')}")
+        yield worker
     finally:
         worker.kill()
         worker.wait(timeout=STOPPED_WITHIN_S)
         with get_client(sync_client=True) as client:
             client.delete_work_pool(pool)
+
+
+def test_a_master_worker_started_in_the_background_stops_on_sigterm(tmp_path: Path) -> None:
+    """Prefect's worker stops on SIGTERM by sending itself SIGINT, which a background job ignores (it never stopped
+    before; the stack's stop killed it)."""
+    log = tmp_path / "worker.log"
+    with _background_worker("e2e-stop-probe", log) as worker:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=STOPPED_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker still ran {STOPPED_WITHIN_S} s after SIGTERM:\n{log.read_text(errors='replace')}")
+
+
+def test_a_worker_polls_at_once_when_a_flow_run_is_scheduled_on_its_pool(tmp_path: Path) -> None:
+    """The event stream wakes it: a worker polling every 10 minutes reads a run scheduled on its pool within
+    seconds. The run is due in an hour, so the poll submits nothing."""
+    pool = "e2e-wake-probe"
+    log = tmp_path / "worker.log"
+    slow = {"PREFECT_WORKER_QUERY_SECONDS": str(SLOW_POLL_S)}
+    with _background_worker(pool, log, slow), get_client(sync_client=True) as client:
+        deadline = time.monotonic() + STARTED_WITHIN_S
+        while (polled := client.read_work_queue_by_name("default", work_pool_name=pool).last_polled) is None:
+            assert time.monotonic() < deadline, "the worker never polled its pool"
+            time.sleep(0.5)
+        deployment = client.create_deployment(
+            flow_id=client.create_flow_from_name(pool), name=pool, work_pool_name=pool, entrypoint="flows.reaper:reap"
+        )
+        try:
+            scheduled = client.create_flow_run_from_deployment(
+                deployment, state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+            )
+            deadline = time.monotonic() + WOKEN_WITHIN_S
+            while client.read_work_queue_by_name("default", work_pool_name=pool).last_polled == polled:
+                assert time.monotonic() < deadline, (
+                    f"no poll within {WOKEN_WITHIN_S} s of a scheduled run:\n{log.read_text(errors='replace')}"
+                )
+                time.sleep(0.5)
+            client.delete_flow_run(scheduled.id)
+        finally:
+            client.delete_deployment(deployment)

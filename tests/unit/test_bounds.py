@@ -118,3 +118,13 @@ def test_the_suite_waits_out_the_runs_wait_for_a_slot_of_its_targets_limit(slot_
     assert bounds.target_slot_wait_s == slot_wait_s < bounds.target_slot.timeout_s
     assert suite_wait_s(bounds) - suite_wait_s(without) == bounds.target_slot.timeout_s - without.target_slot.timeout_s
     assert suite_wait_s(bounds) > slot_wait_s + the_targets_own_limits(test, target, settings)
+
+
+@pytest.mark.parametrize("target", list(PACKAGES), ids=str)
+@pytest.mark.parametrize("driver", ["pgbench", "stroppy"])
+def test_a_held_load_outwaits_every_step_between_the_machines_and_the_load(target: Target, driver: str) -> None:
+    settings = OrchestrationSettings()
+    bounds = run_bounds(a_test(driver, 60), target_module(target).bounds(settings), settings.install_timeout_s, 30)
+    between = [bounds.wait_for_agents, bounds.start_services, bounds.watch_exporters, bounds.install, bounds.reserve]
+    assert bounds.load_hold_s >= sum(step.worst_case_s for step in between)
+    assert bounds.load_hold_s >= bounds.start_services.timeout_s + bounds.wait_for_agents.timeout_s > 0
