@@ -3,21 +3,27 @@ that has already imported Prefect and the flows, instead of in a new interpreter
 
 A new interpreter cost every flow run 1.5 s (an edge flow on a runner's CPU) to 6 s (a test run on a busy master) of
 imports, reading its deployment and running the pull steps, before the flow ran: most of a run's dispatch latency.
-The fork server (the standard library's `forkserver` start method) imports the pool's flow modules once, as the
-worker starts; each flow run then runs in a fresh child forked from it, in a session of its own as a process
-worker's children are, so a run that crashes or is cancelled (the worker kills its process) takes nothing with it,
-and a killed worker leaves its runs going. A flow run whose entrypoint is in another module starts as a process
-worker starts it.
+The fork server (the standard library's `forkserver` loop, run in a fork of the worker taken once the worker has
+imported the pool's flow modules) holds those imports; each flow run then runs in a fresh child forked from it, in a
+session of its own as a process worker's children are, so a run that crashes or is cancelled (the worker kills its
+process) takes nothing with it, and a killed worker leaves its runs going. A flow run whose entrypoint is in
+another module starts as a process worker starts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
+import socket
+import sys
+import threading
+import traceback
 import warnings
-from multiprocessing import forkserver
+from contextlib import suppress
+from multiprocessing import connection, forkserver, resource_tracker
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -176,20 +182,70 @@ with warnings.catch_warnings():
             return entrypoint if attribute and module in self.preloaded else None
 
 
+def start_fork_server(modules: tuple[str, ...], libraries: tuple[str, ...] = ()) -> None:
+    """Start the fork server of this worker's flow runs, once `modules` (the flows) and `libraries` (what their runs
+    import later; one not installed, an extra left out, is skipped) are imported. Call it before the worker starts
+    a thread or an event loop: the fork server is then a fork of this process, and pays none of those imports again
+    (1.5 to 2 s of a machine's one core, while its services start). Where this process already runs a thread, the
+    standard library's fork server is started instead: a new interpreter that imports them itself."""
+    for module in modules:
+        importlib.import_module(module)
+    for library in libraries:
+        with suppress(ImportError):
+            importlib.import_module(library)
+    if not _can_fork_here():
+        # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on one core.
+        _forks.set_forkserver_preload(["__main__", *modules, *libraries])
+        forkserver.ensure_running()
+        return
+    _fork_server_from_here()
+
+
+_FORKSERVER_STATE = {"_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid"}
+"""Where the standard library's fork server keeps its process (Python 3.8 to 3.13): set here for one forked from this
+process, so the `forkserver` context's processes (`ForkedFlowStarter`) start from it."""
+
+
+def _can_fork_here() -> bool:
+    """A fork server forked from here needs a process with no other thread yet, and the fork server of Python 3.8 to
+    3.13 (3.14's authenticates its clients)."""
+    known = vars(forkserver._forkserver).keys() >= _FORKSERVER_STATE
+    return threading.active_count() == 1 and sys.version_info < (3, 14) and known
+
+
+def _fork_server_from_here() -> None:
+    """As `multiprocessing.forkserver.ForkServer.ensure_running`, with a fork of this process in place of a new
+    interpreter: the child runs the standard library's fork server loop, which this process's children reach through
+    its socket; it ends once this process and every child it started have (they hold its "alive" pipe)."""
+    resource_tracker.ensure_running()
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
+        listener.bind(address)
+        os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(alive_w)
+            try:
+                forkserver.main(listener.fileno(), alive_r, [])
+            except SystemExit:  # the loop's own end: no client is left
+                os._exit(0)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        os.close(alive_r)
+    server: Any = forkserver._forkserver
+    server._forkserver_address, server._forkserver_alive_fd, server._forkserver_pid = address, alive_w, pid
+
+
 async def serve(pool: str, queues: list[str] | None, name: str | None, modules: tuple[str, ...],
-                libraries: tuple[str, ...] = (), limit: int | None = None,
-                with_healthcheck: bool = False) -> None:  # fmt: skip
+                limit: int | None = None, with_healthcheck: bool = False) -> None:  # fmt: skip
     """Poll `queues` of `pool` (all its queues when None) as worker `name` (Prefect makes one up when None), and at
     once when a flow run is scheduled on them (flows.worker_wakeup), running up to `limit` flow runs at once, until
-    stopped; the fork server imports `modules`, the flow modules whose runs start in its forks, and `libraries`, what
-    those runs import later."""
+    stopped; the runs of `modules`' flows start in forks of the fork server (`start_fork_server`, called first)."""
     setup_signal_handlers_worker(os.getpid(), f"the worker {name or pool}", print)
-    # "__main__" (this command's script): each child would import it again otherwise, 0.1 s on a machine's one core.
-    _forks.set_forkserver_preload(["__main__", *modules, *libraries])
-    # At once, not at the first flow run: a worker does not poll while a run's process starts, which waits for these
-    # imports (over 20 s on a host running eight loads). An agent is waited for only once its machine's services
-    # are up (Docker) or after its own installation (a cloud VM), so the imports delay no run there.
-    forkserver.ensure_running()
     worker = ForkingProcessWorker(
         modules, work_pool_name=pool, work_queues=queues, name=name, limit=limit, create_pool_if_not_found=False
     )

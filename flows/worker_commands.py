@@ -47,8 +47,15 @@ def _edge_agent(args: argparse.Namespace) -> int:
         }
     )
 
-    from flows.forked_worker import EDGE_FLOW_MODULES, serve  # noqa: PLC0415 - Prefect loads after its settings
+    from flows.forked_worker import (  # noqa: PLC0415 - Prefect loads after its settings
+        EDGE_FLOW_MODULES,
+        serve,
+        start_fork_server,
+    )
 
+    # Before the worker: an agent is waited for only once its machine's services are up (Docker) or after its own
+    # installation (a cloud VM), so these imports delay no run there.
+    start_fork_server(EDGE_FLOW_MODULES)
     _until_stopped(
         partial(serve, args.pool, [args.queue], args.name or args.queue, EDGE_FLOW_MODULES, with_healthcheck=True)
     )
@@ -61,13 +68,12 @@ def _master_worker(args: argparse.Namespace) -> int:
         MASTER_FLOW_MODULES,
         MASTER_RUN_LIBRARIES,
         serve,
+        start_fork_server,
     )
 
-    # The control plane starts its workers before it deploys the flows: the fork server's imports are done by the
-    # first suite.
-    _until_stopped(
-        partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES, limit=args.limit)
-    )
+    # The control plane starts its workers before it deploys the flows: these imports are done by the first suite.
+    start_fork_server(MASTER_FLOW_MODULES, MASTER_RUN_LIBRARIES)
+    _until_stopped(partial(serve, args.pool, None, args.name, MASTER_FLOW_MODULES, limit=args.limit))
     return EXIT_OK
 
 

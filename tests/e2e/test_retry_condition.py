@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 import flows.reporting
 import flows.run
+import flows.runner_flows
 from infra.retries import retry_transient
 from infra.targets.base import TargetError
 from stroppy_domain.bounds import StepLimit
@@ -40,7 +41,7 @@ def test_a_task_is_retried_only_for_a_retryable_error(retryable: bool, tries: in
 def test_every_retried_step_of_a_run_retries_only_retryable_errors() -> None:
     tasks = [
         value
-        for module in (flows.run, flows.reporting)
+        for module in (flows.run, flows.runner_flows, flows.reporting)
         for value in vars(module).values()
         if isinstance(value, Task) and value.__module__ == module.__name__
     ]
