@@ -114,8 +114,9 @@ class ForkedFlowStarter:
             pass
         process = _forks.Process(target=_run_in_fork, args=(self._entrypoint, flow_run.id, env))
         try:
-            # In a thread: the fork server answers once it has imported the flows, seconds after the worker started
-            # on a busy host, and the worker's event loop keeps serving meanwhile (its heartbeats, its health).
+            # In a thread: the standard library's fork server (`start_fork_server`'s fallback) answers only once it has
+            # imported the flows, seconds after the worker started on a busy host, and the worker's event loop keeps
+            # serving meanwhile (its heartbeats, its health).
             await anyio.to_thread.run_sync(process.start)
         except BaseException:
             if registered:

@@ -53,8 +53,7 @@ def _edge_agent(args: argparse.Namespace) -> int:
         start_fork_server,
     )
 
-    # Before the worker: an agent is waited for only once its machine's services are up (Docker) or after its own
-    # installation (a cloud VM), so these imports delay no run there.
+    # Before the worker starts a thread: the fork server is then a fork of this process, with the flows imported.
     start_fork_server(EDGE_FLOW_MODULES)
     _until_stopped(
         partial(serve, args.pool, [args.queue], args.name or args.queue, EDGE_FLOW_MODULES, with_healthcheck=True)

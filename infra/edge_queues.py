@@ -33,7 +33,8 @@ AGENT_SILENT_S = 20
 """An edge agent polls its queue every `AGENT_POLL_S`; one silent this long while its flow runs has lost its machine."""
 AGENT_STARTING_SILENT_S = 90
 """The same before the flow runs: an agent does not poll while it starts a flow run's process, which waits for its
-fork server's imports, and those took over 20 s on a host running eight loads."""
+fork server's imports where it is the standard library's own (flows.forked_worker.start_fork_server's fallback), and
+those took over 20 s on a host running eight loads."""
 AGENT_POLL_S = 1.0
 """How often an edge agent polls its queue (`PREFECT_WORKER_QUERY_SECONDS` of `stroppy-flows edge-agent`)."""
 AGENT_CHECK_S = 5
@@ -110,8 +111,8 @@ def cancel_unfinished_flows(run_id: str) -> int:
     )
     with get_client(sync_client=True) as client:
         flow_runs = client.read_flow_runs(flow_run_filter=unfinished)
-        for flow_run in flow_runs:
-            client.set_flow_run_state(flow_run.id, Cancelled(message=f"run {run_id} was torn down"), force=True)
+    for flow_run in flow_runs:
+        cancel_flow_run(flow_run.id, started=False, why=f"run {run_id} was torn down")
     return len(flow_runs)
 
 
