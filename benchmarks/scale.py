@@ -10,8 +10,9 @@ fit a small host. Per N it prints the runs completed; the median and p95 overhea
 to healthy services minus the load, as benchmarks/orchestration.py); the median and p95 edge dispatch (from the
 run's load step's start until its load's edge flow runs); and the control plane's CPU (busy cores, averaged over
 the batch) and peak memory: the server and its database, and the master workers with the flow-run processes they
-started. After each batch it checks that nothing is left: no container of the runs, no slot of the target's limit
-held.
+started; under it, each step's median and maximum over the batch (the run's steps, then its teardown and the flow's
+exit). After each batch it checks that nothing is left: no container of the runs, no slot of the target's limit
+held. benchmarks/scale_floor.py measures the same runs' own work with no orchestrator.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def main() -> None:
         _batch(count, args.duration)
 
 
-def _test(index: int, duration: int) -> dict[str, object]:
+def scale_test(index: int, duration: int) -> dict[str, object]:
     hardware = {"cores": 1, "memory_gb": 1, "disk_gb": 10}
     return {
         "name": f"bench-scale-{index}",
@@ -73,12 +74,13 @@ def _test(index: int, duration: int) -> dict[str, object]:
 def _batch(count: int, duration: int) -> None:
     sampler = ControlPlaneSampler().start()
     submitted = [
-        run_deployment("stroppy-test-run/run", parameters={"test": _test(index, duration)}, timeout=0)
+        run_deployment("stroppy-test-run/run", parameters={"test": scale_test(index, duration)}, timeout=0)
         for index in range(count)
     ]
     finished = asyncio.run(_wait_final([flow_run.id for flow_run in submitted]))
     usage = sampler.stop()
     overheads, dispatches = [], []
+    steps: dict[str, list[float]] = {}
     for flow_run in finished:
         if not flow_run.state or not flow_run.state.is_completed():
             continue
@@ -86,13 +88,22 @@ def _batch(count: int, duration: int) -> None:
         wall = (flow_run.end_time - flow_run.start_time).total_seconds()
         overheads.append(wall - result.step_seconds["start_services"] - duration)
         dispatches.append(asyncio.run(_load_dispatch_s(flow_run.id)))
+        for name, seconds in result.step_seconds.items():
+            steps.setdefault(name, []).append(seconds)
+        steps.setdefault("teardown and flow exit", []).append(wall - sum(result.step_seconds.values()))
     completed = len(overheads)
-    print(f"{count:>3} {completed:>4} of {count:<2} {_med_p95(overheads):>19} {_med_p95(dispatches):>19} "
+    print(f"{count:>3} {completed:>4} of {count:<2} {med_p95(overheads):>19} {med_p95(dispatches):>19} "
           f"{usage['server']:>20} {usage['workers']:>22}", flush=True)  # fmt: skip
+    print(f"    steps, median / max s: {steps_line(steps)}", flush=True)
     _check_nothing_left([run_id_for(flow_run.id) for flow_run in finished])
 
 
-def _med_p95(values: list[float]) -> str:
+def steps_line(steps: dict[str, list[float]]) -> str:
+    """Each step's median and maximum over the batch's runs, in seconds."""
+    return ", ".join(f"{name} {statistics.median(values):.1f}/{max(values):.1f}" for name, values in steps.items())
+
+
+def med_p95(values: list[float]) -> str:
     if not values:
         return "-"
     ordered = sorted(values)
