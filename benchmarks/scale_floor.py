@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import docker
+from docker.models.containers import Container
 from scale import med_p95, scale_test, steps_line  # the sibling benchmark: the same test, the same statistics
 
 from infra.images import ImageSet
@@ -74,12 +75,10 @@ def _run(index: int, *, stamp: int, duration: int, images: ImageSet, settings: P
             mark = time.perf_counter()
             with closing(docker.from_env(timeout=120)) as engine:
                 runner = engine.containers.get(machine_container_name(run.run_id, plan.runner.name))
-                runner.exec_run(["mkdir", "-p", WORKDIR])
+                _exec(runner, run.run_id, "mkdir", ["mkdir", "-p", WORKDIR], {}, workdir="/")
                 for step in load_steps(test, plan.connection, LOAD_MARGIN_S):
                     bounded = ["timeout", str(step.timeout_s), *step.argv]
-                    exit_code, output = runner.exec_run(bounded, environment=step.env, workdir=WORKDIR)
-                    if exit_code != 0:
-                        raise SystemExit(f"{run.run_id}: {step.name} exited {exit_code}: {output.decode()[-500:]}")
+                    _exec(runner, run.run_id, step.name, bounded, step.env, workdir=WORKDIR)
             timings["load steps"] = time.perf_counter() - mark
         finally:
             mark = time.perf_counter()
@@ -87,6 +86,13 @@ def _run(index: int, *, stamp: int, duration: int, images: ImageSet, settings: P
             timings["destroy"] = time.perf_counter() - mark
     timings["wall"] = time.perf_counter() - started
     return timings
+
+
+def _exec(container: Container, run_id: str, name: str, argv: list[str], env: dict[str, str], workdir: str) -> None:
+    """Run a command in the container; a non-zero exit ends the benchmark with its last output."""
+    exit_code, output = container.exec_run(argv, environment=env, workdir=workdir)
+    if exit_code != 0:
+        raise SystemExit(f"{run_id}: {name} exited {exit_code}: {output.decode(errors='replace')[-500:]}")
 
 
 if __name__ == "__main__":
